@@ -1,0 +1,59 @@
+/**
+ * The local gateway: one process serving every edge function the way Supabase routes
+ * them (`/functions/v1/<name>/…` and the public `/v1/<name>/…`, each function seeing
+ * `/<name>/…`), plus the local Supabase Auth emulator at `/auth/v1`.
+ *
+ * Env: PORT, SUPABASE_DB_URL, SUPABASE_URL, BIVELIO_JWT_SECRET, BIVELIO_ANON_KEY,
+ * BIVELIO_SERVICE_ROLE_KEY.
+ */
+import postgres from "postgres";
+import { ApiError } from "../shared/errors.ts";
+import { createAuthEmulator } from "./auth-emulator.ts";
+
+type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+const FUNCTIONS_DIR = new URL("../supabase/functions/", import.meta.url);
+const ROUTE = /^\/(?:functions\/)?v1\/([a-z0-9_-]+)(\/.*)?$/;
+
+/** Every function folder with an app.ts (folders starting with `_` are shared code). */
+async function loadFunctions(): Promise<Map<string, FetchHandler>> {
+  const apps = new Map<string, FetchHandler>();
+  for (const entry of Deno.readDirSync(FUNCTIONS_DIR)) {
+    if (!entry.isDirectory || entry.name.startsWith("_")) continue;
+    const module = await import(new URL(`${entry.name}/app.ts`, FUNCTIONS_DIR).href);
+    apps.set(entry.name, module.default.fetch);
+  }
+  return apps;
+}
+
+function env(name: string) {
+  const value = Deno.env.get(name);
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+}
+
+const functions = await loadFunctions();
+const authEmulator = createAuthEmulator({
+  sql: postgres(env("SUPABASE_DB_URL"), { max: 4, onnotice: () => {} }),
+  jwtSecret: env("BIVELIO_JWT_SECRET"),
+  anonKey: env("BIVELIO_ANON_KEY"),
+  serviceRoleKey: env("BIVELIO_SERVICE_ROLE_KEY"),
+  issuer: `${env("SUPABASE_URL")}/auth/v1`,
+});
+
+function notFound(path: string) {
+  const error = new ApiError("RESOURCE_NOT_FOUND", `No endpoint at ${path}.`);
+  return Response.json(error.toBody(), { status: 404 });
+}
+
+const port = Number(env("PORT"));
+Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request) => {
+  const url = new URL(request.url);
+  if (url.pathname.startsWith("/auth/v1/")) return authEmulator(request);
+  const match = ROUTE.exec(url.pathname);
+  const app = match && functions.get(match[1]);
+  if (!app) return notFound(url.pathname);
+  url.pathname = `/${match[1]}${match[2] ?? ""}`;
+  return app(new Request(url, request));
+});
+console.log(`gateway listening on http://127.0.0.1:${port} (${[...functions.keys()].join(", ")})`);

@@ -1,0 +1,190 @@
+/**
+ * API key management: minting (raw key returned once, only its hash stored), listing,
+ * rotation with an optional grace period, and revocation.
+ */
+import { z } from "zod";
+import { generateApiKey, hashApiKey, type KeyEnvironment, type KeyType } from "./api-key-format.ts";
+import type { Sql, Tx } from "./db.ts";
+import { ApiError, invalidField, notFound } from "./errors.ts";
+import { ALL_SCOPES, type Scope } from "./principal.ts";
+import { isoTimestamp } from "./time.ts";
+
+export const MAX_ROTATION_GRACE_SECONDS = 24 * 60 * 60;
+const keyId = z.string().regex(/^key_[0-9a-z]{1,64}$/, "must be an API key id (key_…)");
+
+export const createKeyInput = z.strictObject({
+  name: z.string().trim().min(1).max(100),
+  environment: z.enum(["live", "test"]).default("live"),
+  type: z.enum(["secret", "publishable"]).default("secret"),
+  scopes: z.array(z.enum(ALL_SCOPES as [Scope, ...Scope[]])).min(1).optional(),
+  expires_at: z.iso.datetime({ offset: true }).optional(),
+}).superRefine((input, ctx) => {
+  if (input.type === "publishable" && input.environment === "test") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["type"],
+      message: "publishable keys exist for live only",
+    });
+  }
+  if (input.type === "publishable" && input.scopes?.some((s) => s !== "read")) {
+    ctx.addIssue({ code: "custom", path: ["scopes"], message: "publishable keys are read-only" });
+  }
+  if (input.expires_at && Date.parse(input.expires_at) <= Date.now()) {
+    ctx.addIssue({ code: "custom", path: ["expires_at"], message: "must be in the future" });
+  }
+});
+export const listKeysInput = z.strictObject({ include_revoked: z.boolean().default(false) });
+export const rotateKeyInput = z.strictObject({
+  id: keyId,
+  grace_period_seconds: z.number().int().min(0).max(MAX_ROTATION_GRACE_SECONDS).default(0),
+});
+export const revokeKeyInput = z.strictObject({ id: keyId });
+
+interface KeyRow {
+  id: string;
+  name: string;
+  environment: KeyEnvironment;
+  key_type: KeyType;
+  scopes: Scope[];
+  prefix: string;
+  start: string;
+  last_four: string;
+  created_at: Date;
+  last_used_at: Date | null;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+}
+
+const keyColumns = (db: Sql | Tx) =>
+  db`id, name, environment, key_type, scopes, prefix, start, last_four, created_at,
+     last_used_at, expires_at, revoked_at`;
+
+function statusOf(row: KeyRow) {
+  const now = Date.now();
+  if (row.revoked_at && row.revoked_at.getTime() <= now) return "revoked";
+  if (row.expires_at && row.expires_at.getTime() <= now) return "expired";
+  return "active";
+}
+
+/** What lists show: never the key, only enough to recognise it. */
+export function keyToApi(row: KeyRow) {
+  return {
+    id: row.id,
+    name: row.name,
+    display: `${row.prefix}${row.start}…${row.last_four}`,
+    environment: row.environment,
+    type: row.key_type,
+    scopes: row.scopes,
+    status: statusOf(row),
+    created_at: isoTimestamp(row.created_at),
+    last_used_at: isoTimestamp(row.last_used_at),
+    expires_at: isoTimestamp(row.expires_at),
+    revoked_at: isoTimestamp(row.revoked_at),
+  };
+}
+
+export interface MintKey {
+  name: string;
+  environment: KeyEnvironment;
+  type: KeyType;
+  scopes?: Scope[];
+  expires_at?: string | null;
+}
+
+/**
+ * Creates a key and returns it with the raw value, the only time it is ever visible.
+ * With an RLS transaction the organization comes from the caller's claims; the local
+ * stack's service connection names it with `orgId`.
+ */
+export async function mintApiKey(db: Sql | Tx, input: MintKey, orgId?: string) {
+  const generated = generateApiKey(input.environment, input.type);
+  const scopes = input.type === "publishable" ? ["read"] : input.scopes ?? ["read", "write"];
+  const values = {
+    ...(orgId ? { org_id: orgId } : {}),
+    name: input.name,
+    environment: input.environment,
+    key_type: input.type,
+    scopes,
+    key_hash: await hashApiKey(generated.key),
+    prefix: generated.prefix,
+    start: generated.start,
+    last_four: generated.lastFour,
+    expires_at: input.expires_at ?? null,
+  };
+  const [row] = await db<KeyRow[]>`
+    insert into public.api_keys ${db(values)} returning ${keyColumns(db)}
+  `;
+  return { ...keyToApi(row), key: generated.key };
+}
+
+/** Key management is for owners and admins; RLS enforces it, this says it clearly. */
+export async function requireOrgAdmin(tx: Tx) {
+  const [{ is_admin }] = await tx<
+    { is_admin: boolean }[]
+  >`select private.is_org_admin() as is_admin`;
+  if (!is_admin) {
+    throw new ApiError(
+      "AUTH_INSUFFICIENT_SCOPE",
+      "Only owners and admins of the organization can manage API keys.",
+    );
+  }
+}
+
+export async function listApiKeys(tx: Tx, includeRevoked: boolean) {
+  const rows = await tx<KeyRow[]>`
+    select ${keyColumns(tx)} from public.api_keys
+    where ${includeRevoked ? tx`true` : tx`(revoked_at is null or revoked_at > now())`}
+    order by created_at desc, id desc
+  `;
+  return { api_keys: rows.map(keyToApi) };
+}
+
+async function activeKey(tx: Tx, id: string) {
+  const [row] = await tx<KeyRow[]>`select ${
+    keyColumns(tx)
+  } from public.api_keys where id = ${id} for update`;
+  if (!row) throw notFound("API key", id);
+  if (statusOf(row) !== "active") {
+    throw invalidField("id", "active", `API key '${id}' is ${statusOf(row)}.`);
+  }
+  return row;
+}
+
+/**
+ * Issues a replacement with the same name, type, environment and scopes. The old key
+ * stays valid for `graceSeconds` (0: revoked at once) so deployments can switch over.
+ */
+export async function rotateApiKey(tx: Tx, id: string, graceSeconds: number) {
+  const old = await activeKey(tx, id);
+  const replacement = await mintApiKey(tx, {
+    name: old.name,
+    environment: old.environment,
+    type: old.key_type,
+    scopes: old.scopes,
+    expires_at: old.expires_at?.toISOString() ?? null,
+  });
+  const [updated] = await tx<KeyRow[]>`
+    update public.api_keys set
+      replaced_by = ${replacement.id},
+      revoked_at = case when ${graceSeconds} = 0 then now() else revoked_at end,
+      expires_at = case when ${graceSeconds} = 0 then expires_at
+        else least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => ${graceSeconds})) end
+    where id = ${id}
+    returning ${keyColumns(tx)}
+  `;
+  return {
+    api_key: replacement,
+    previous: {
+      ...keyToApi(updated),
+      valid_until: isoTimestamp(updated.revoked_at ?? updated.expires_at),
+    },
+  };
+}
+
+export async function revokeApiKey(tx: Tx, id: string) {
+  await activeKey(tx, id);
+  const [row] = await tx<KeyRow[]>`
+    update public.api_keys set revoked_at = now() where id = ${id} returning ${keyColumns(tx)}
+  `;
+  return keyToApi(row);
+}

@@ -1,0 +1,232 @@
+/**
+ * Builds the Hono app of one endpoint group (one edge function) the same way for every
+ * group: the `{action, data}` dispatch with optional path suffix, and the shared
+ * middleware in the order DESIGN.md gives:
+ *
+ *   request id → CORS → body limit + JSON → authentication → rate limit → action → scope
+ *   → idempotency → zod validation of `data` → handler (in an RLS transaction) → envelope
+ */
+import { type Context, Hono } from "hono";
+import type { z } from "zod";
+import { type Tx, withClaims } from "./db.ts";
+import { ApiError } from "./errors.ts";
+import { authenticate } from "./middleware/authenticate.ts";
+import { cors } from "./middleware/cors.ts";
+import { claimIdempotencyKey } from "./middleware/idempotency.ts";
+import { DEFAULT_BODY_LIMIT, jsonBody } from "./middleware/json-body.ts";
+import { rateLimit, type RateLimitState } from "./middleware/rate-limit.ts";
+import { requestId } from "./middleware/request-id.ts";
+import { hasScope, type Principal, type Scope } from "./principal.ts";
+import { validate } from "./validation.ts";
+
+declare module "hono" {
+  interface ContextVariableMap {
+    requestId: string;
+    body: unknown;
+    principal: Principal;
+    rateLimit: RateLimitState;
+  }
+}
+
+export interface ActionContext<Data> {
+  data: Data;
+  principal: Principal;
+  /** The request's transaction: role `authenticated` with the caller's claims (RLS applies). */
+  tx: Tx;
+  requestId: string;
+}
+
+export interface Action<S extends z.ZodType = z.ZodType> {
+  /** The `action` value in the body. */
+  name: string;
+  /** Path suffixes that name this action (`/v1/workflows/instances` → list_instances). */
+  paths?: string[];
+  /** Scope a caller needs; "any" for every authenticated caller. */
+  scope: Scope | "any";
+  /** Only signed-in users (not API keys) may call it: key management. */
+  usersOnly?: boolean;
+  /**
+   * Whether writes honour Idempotency-Key (default true). False where the response holds
+   * a secret shown once (new API keys): it must not be stored for replay.
+   */
+  replayable?: boolean;
+  input: S;
+  handler(ctx: ActionContext<z.output<S>>): Promise<unknown>;
+}
+
+/** Declares an action with its input schema; `handler` gets the parsed data. */
+export const defineAction = <S extends z.ZodType>(action: Action<S>): Action => action as never;
+
+export function envelope(data: unknown) {
+  return { success: true as const, data };
+}
+
+/** The error envelope for anything thrown: ApiErrors as they are, the rest as 500. */
+export function errorResponse(c: Context, error: unknown) {
+  if (error instanceof ApiError) {
+    return c.json(error.toBody(), error.status as never, error.options.headers);
+  }
+  console.error(JSON.stringify({
+    level: "error",
+    request_id: c.get("requestId"),
+    path: new URL(c.req.url).pathname,
+    error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+  }));
+  const internal = new ApiError(
+    "INTERNAL_ERROR",
+    "An unexpected error occurred. Retry with exponential backoff; quote the X-Request-Id if it persists.",
+  );
+  return c.json(internal.toBody(), 500);
+}
+
+/** A Hono app with the request id, CORS and error envelope every function shares. */
+export function newApp(basePath: string) {
+  const app = new Hono().basePath(basePath);
+  app.use("*", requestId());
+  app.use("*", cors());
+  app.onError((error, c) => errorResponse(c, error));
+  app.notFound((c) =>
+    errorResponse(
+      c,
+      new ApiError("RESOURCE_NOT_FOUND", `No endpoint at ${new URL(c.req.url).pathname}.`),
+    )
+  );
+  return app;
+}
+
+function resolveAction(actions: Action[], body: unknown, suffix: string | undefined): Action {
+  const byName = new Map(actions.map((a) => [a.name, a]));
+  const bySuffix = suffix === undefined
+    ? undefined
+    : actions.find((a) => (a.paths ?? [a.name]).includes(suffix));
+  if (suffix !== undefined && !bySuffix) {
+    throw new ApiError("RESOURCE_NOT_FOUND", `No endpoint at '${suffix}'.`);
+  }
+  const named = body && typeof body === "object" && !Array.isArray(body)
+    ? (body as Record<string, unknown>).action
+    : undefined;
+  if (named === undefined) {
+    if (bySuffix) return bySuffix;
+    throw new ApiError("VALIDATION_ERROR", "The 'action' field is required.", {
+      details: { field: "action", constraint: "required" },
+    });
+  }
+  const action = typeof named === "string" ? byName.get(named) : undefined;
+  if (!action) {
+    throw new ApiError("VALIDATION_ERROR", `Unknown action '${String(named)}'.`, {
+      details: { field: "action", constraint: "enum", allowed: [...byName.keys()] },
+    });
+  }
+  if (bySuffix && bySuffix !== action) {
+    throw new ApiError(
+      "VALIDATION_ERROR",
+      `The path names action '${bySuffix.name}' but the body says '${action.name}'.`,
+      { details: { field: "action", constraint: "matches_path" } },
+    );
+  }
+  return action;
+}
+
+function checkAccess(action: Action, principal: Principal) {
+  if (action.usersOnly && principal.kind !== "user") {
+    throw new ApiError(
+      "AUTH_INSUFFICIENT_SCOPE",
+      "This operation needs a signed-in user's token; API keys cannot call it.",
+    );
+  }
+  if (action.scope !== "any" && !hasScope(principal, action.scope)) {
+    const who = principal.kind === "api_key" ? "The API key" : "Your role";
+    throw new ApiError(
+      "AUTH_INSUFFICIENT_SCOPE",
+      `${who} does not have the '${action.scope}' scope.`,
+      {
+        details: { required_scope: action.scope },
+      },
+    );
+  }
+}
+
+function dataOf(body: unknown) {
+  if (body === undefined) return {};
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new ApiError("VALIDATION_ERROR", "The body must be a JSON object {action, data}.", {
+      details: { field: "body", constraint: "type" },
+    });
+  }
+  const { data } = body as Record<string, unknown>;
+  return data === undefined ? {} : data;
+}
+
+export interface GroupOptions {
+  bodyLimit?: number;
+  /** Routes of the group that do not follow the action dispatch (e.g. /auth/token). */
+  extraRoutes?: (app: Hono) => void;
+}
+
+/** The app of one endpoint group, serving `/<group>` and `/<group>/<suffix>`. */
+export function createGroupApp(group: string, actions: Action[], options: GroupOptions = {}) {
+  const app = newApp(`/${group}`);
+  options.extraRoutes?.(app);
+
+  const dispatch = async (c: Context) => {
+    const principal = c.get("principal");
+    const body = c.get("body");
+    const action = resolveAction(actions, body, c.req.param("suffix"));
+    checkAccess(action, principal);
+    const rawData = dataOf(body);
+
+    const writes = action.scope === "write" || action.scope === "admin";
+    if (action.replayable === false && c.req.header("idempotency-key") !== undefined) {
+      throw new ApiError(
+        "VALIDATION_ERROR",
+        `Idempotency-Key is not supported by '${action.name}'.`,
+        {
+          details: { field: "Idempotency-Key", constraint: "unsupported" },
+        },
+      );
+    }
+    const idempotency = writes && action.replayable !== false
+      ? await claimIdempotencyKey(c, principal, { group, action: action.name, data: rawData })
+      : { kind: "none" as const };
+    if (idempotency.kind === "replay") {
+      return c.json(idempotency.body as never, idempotency.status as never, {
+        "Idempotent-Replayed": "true",
+      });
+    }
+    try {
+      const data = validate(action.input, rawData);
+      const result = await withClaims(principal.claims, async (tx) => {
+        const output = envelope(
+          await action.handler({ data, principal, tx, requestId: c.get("requestId") }),
+        );
+        if (idempotency.kind === "claimed") await idempotency.claim.complete(tx, 200, output);
+        return output;
+      });
+      return c.json(result, 200);
+    } catch (error) {
+      if (idempotency.kind === "claimed") await idempotency.claim.release();
+      throw error;
+    }
+  };
+
+  const pipeline = [
+    jsonBody(options.bodyLimit ?? DEFAULT_BODY_LIMIT),
+    authenticate(),
+    rateLimit(),
+  ] as const;
+  app.post("/", ...pipeline, dispatch);
+  app.post("/:suffix", ...pipeline, dispatch);
+  app.all("*", (c) => {
+    if (c.req.method === "POST") {
+      throw new ApiError("RESOURCE_NOT_FOUND", `No endpoint at ${new URL(c.req.url).pathname}.`);
+    }
+    throw new ApiError(
+      "METHOD_NOT_ALLOWED",
+      `Use POST with a JSON body {action, data}; got ${c.req.method}.`,
+      {
+        headers: { Allow: "POST, OPTIONS" },
+      },
+    );
+  });
+  return app;
+}

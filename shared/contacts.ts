@@ -1,0 +1,212 @@
+/**
+ * CRM contacts: schemas, queries and changes, shared by the contacts endpoints and (later)
+ * the workflow steps that create or update contacts. Every function takes the caller's
+ * RLS transaction, so organization and environment are decided by Postgres.
+ */
+import { z } from "zod";
+import type { Tx } from "./db.ts";
+import { invalidField, notFound } from "./errors.ts";
+import { emitEvent } from "./events.ts";
+import { paginationInput, paginationOf } from "./pagination.ts";
+import { isoTimestamp } from "./time.ts";
+
+export const contactId = z.string().regex(/^ct_[0-9A-Za-z]{1,64}$/, "must be a contact id (ct_…)");
+const tag = z.string().trim().min(1).max(50);
+const tags = z.array(tag).max(50).transform((list) => [...new Set(list)]);
+const customFieldKey = z.string().min(1).max(100);
+
+const contactFields = {
+  type: z.enum(["person", "company"]),
+  name: z.string().trim().min(1).max(200),
+  email: z.email().max(320).nullable(),
+  phone: z.string().trim().min(3).max(40).regex(/^\+?[0-9 ()./-]+$/, "must be a phone number")
+    .nullable(),
+  company_id: contactId.nullable(),
+  tags,
+};
+
+export const createContactInput = z.strictObject({
+  ...contactFields,
+  type: contactFields.type.default("person"),
+  email: contactFields.email.optional(),
+  phone: contactFields.phone.optional(),
+  company_id: contactFields.company_id.optional(),
+  tags: tags.default([]),
+  custom_fields: z.record(customFieldKey, z.json()).refine((o) => Object.keys(o).length <= 100, {
+    message: "at most 100 custom fields",
+  }).default({}),
+});
+
+export const updateContactInput = z.strictObject({
+  id: contactId,
+  type: contactFields.type.optional(),
+  name: contactFields.name.optional(),
+  email: contactFields.email.optional(),
+  phone: contactFields.phone.optional(),
+  company_id: contactFields.company_id.optional(),
+  tags: tags.optional(),
+  /** Merged key by key; a null value removes that key. */
+  custom_fields: z.record(customFieldKey, z.json().nullable()).optional(),
+});
+
+export const listContactsInput = z.strictObject({
+  search: z.string().trim().max(200).optional(),
+  type: contactFields.type.optional(),
+  tags: z.array(tag).max(20).optional(),
+  ...paginationInput,
+});
+
+export type CreateContact = z.output<typeof createContactInput>;
+export type UpdateContact = z.output<typeof updateContactInput>;
+export type ListContacts = z.output<typeof listContactsInput>;
+
+interface ContactRow {
+  id: string;
+  type: string;
+  name: string;
+  email: string | null;
+  phone: string | null;
+  company_id: string | null;
+  tags: string[];
+  custom_fields: Record<string, unknown>;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** The API's representation of a contact. */
+export function contactToApi(row: ContactRow) {
+  return {
+    id: row.id,
+    type: row.type,
+    name: row.name,
+    email: row.email,
+    phone: row.phone,
+    company_id: row.company_id,
+    tags: row.tags,
+    custom_fields: row.custom_fields,
+    created_at: isoTimestamp(row.created_at),
+    updated_at: isoTimestamp(row.updated_at),
+  };
+}
+export type Contact = ReturnType<typeof contactToApi>;
+
+const columns = (tx: Tx) =>
+  tx`id, type, name, email, phone, company_id, tags, custom_fields, created_at, updated_at`;
+
+// Must match the expression of the contacts_search_idx trigram index.
+const searchable = (tx: Tx) =>
+  tx`(name || ' ' || coalesce(email, '') || ' ' || coalesce(phone, ''))`;
+
+const escapeLike = (text: string) => text.replace(/[\\%_]/g, (ch) => `\\${ch}`);
+
+export async function listContacts(tx: Tx, query: ListContacts) {
+  const filters = [tx`true`];
+  if (query.search) filters.push(tx`${searchable(tx)} ilike ${`%${escapeLike(query.search)}%`}`);
+  if (query.type) filters.push(tx`type = ${query.type}`);
+  if (query.tags?.length) filters.push(tx`tags @> ${query.tags}::text[]`);
+  const where = filters.reduce((all, next) => tx`${all} and ${next}`);
+
+  const rows = await tx<(ContactRow & { total: number })[]>`
+    select ${columns(tx)}, count(*) over ()::int as total
+    from public.contacts
+    where ${where}
+    order by created_at desc, id desc
+    limit ${query.per_page} offset ${(query.page - 1) * query.per_page}
+  `;
+  // Past the last page the window function has no row to report the total on.
+  const total = rows.length > 0 || query.page === 1 ? rows[0]?.total ?? 0 : (await tx<
+    { total: number }[]
+  >`select count(*)::int as total from public.contacts where ${where}`)[0]
+    .total;
+  return {
+    contacts: rows.map(contactToApi),
+    pagination: paginationOf(query.page, query.per_page, total),
+  };
+}
+
+export async function getContact(tx: Tx, id: string) {
+  const [row] = await tx<ContactRow[]>`select ${columns(tx)} from public.contacts where id = ${id}`;
+  if (!row) throw notFound("Contact", id);
+  return contactToApi(row);
+}
+
+/** company_id must name a company contact the caller can see (same org and environment). */
+async function checkCompany(tx: Tx, companyId: string | null | undefined, selfId?: string) {
+  if (!companyId) return;
+  if (companyId === selfId) {
+    throw invalidField("company_id", "not_self", "A contact cannot be its own company.");
+  }
+  const [company] = await tx<{ type: string }[]>`
+    select type from public.contacts where id = ${companyId}
+  `;
+  if (!company) {
+    throw invalidField("company_id", "exists", `Company contact '${companyId}' was not found.`);
+  }
+  if (company.type !== "company") {
+    throw invalidField("company_id", "company", `Contact '${companyId}' is not a company.`);
+  }
+}
+
+export async function createContact(tx: Tx, input: CreateContact) {
+  await checkCompany(tx, input.company_id);
+  const customFields = Object.fromEntries(
+    Object.entries(input.custom_fields).filter(([, value]) => value !== null),
+  );
+  const [row] = await tx<ContactRow[]>`
+    insert into public.contacts (type, name, email, phone, company_id, tags, custom_fields)
+    values (${input.type}, ${input.name}, ${input.email ?? null}, ${input.phone ?? null},
+            ${input.company_id ?? null}, ${input.tags}::text[], ${tx.json(customFields as never)})
+    returning ${columns(tx)}
+  `;
+  const contact = contactToApi(row);
+  await emitEvent(tx, "contact.created", contact);
+  return contact;
+}
+
+export async function updateContact(tx: Tx, patch: UpdateContact) {
+  const { id } = patch;
+  await checkCompany(tx, patch.company_id, id);
+  const sets = [];
+  if (patch.type !== undefined) sets.push(tx`type = ${patch.type}`);
+  if (patch.name !== undefined) sets.push(tx`name = ${patch.name}`);
+  if (patch.email !== undefined) sets.push(tx`email = ${patch.email}`);
+  if (patch.phone !== undefined) sets.push(tx`phone = ${patch.phone}`);
+  if (patch.company_id !== undefined) sets.push(tx`company_id = ${patch.company_id}`);
+  if (patch.tags !== undefined) sets.push(tx`tags = ${patch.tags}::text[]`);
+  if (patch.custom_fields !== undefined) {
+    const entries = Object.entries(patch.custom_fields);
+    const merged = Object.fromEntries(entries.filter(([, value]) => value !== null));
+    const removed = entries.filter(([, value]) => value === null).map(([key]) => key);
+    sets.push(
+      tx`custom_fields = (custom_fields || ${tx.json(merged as never)}) - ${removed}::text[]`,
+    );
+  }
+  if (sets.length === 0) return await getContact(tx, id);
+
+  if (patch.type === "person") {
+    const [linked] = await tx`select 1 from public.contacts where company_id = ${id} limit 1`;
+    if (linked) {
+      throw invalidField(
+        "type",
+        "company_in_use",
+        "This company has contacts linked to it; unlink them before making it a person.",
+      );
+    }
+  }
+  const [row] = await tx<ContactRow[]>`
+    update public.contacts
+    set ${sets.reduce((all, next) => tx`${all}, ${next}`)}, updated_at = now()
+    where id = ${id}
+    returning ${columns(tx)}
+  `;
+  if (!row) throw notFound("Contact", id);
+  const contact = contactToApi(row);
+  await emitEvent(tx, "contact.updated", contact);
+  return contact;
+}
+
+export async function deleteContact(tx: Tx, id: string) {
+  const [row] = await tx`delete from public.contacts where id = ${id} returning id`;
+  if (!row) throw notFound("Contact", id);
+  return { id, deleted: true };
+}

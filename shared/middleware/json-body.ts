@@ -1,0 +1,57 @@
+import type { MiddlewareHandler } from "hono";
+import { ApiError } from "../errors.ts";
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number) {
+  if (!body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > limit) throw tooLarge(limit);
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+const tooLarge = (limit: number) =>
+  new ApiError("PAYLOAD_TOO_LARGE", `The request body exceeds the limit of ${limit} bytes.`, {
+    details: { limit_bytes: limit },
+  });
+
+/**
+ * Reads the body (refusing more than `limit` bytes, even when chunked) and parses it as
+ * JSON into `c.var.body`. An empty body is `undefined`; a non-JSON body is a clear 400.
+ */
+export function jsonBody(limit = DEFAULT_BODY_LIMIT): MiddlewareHandler {
+  return async function jsonBody(c, next) {
+    const declared = Number(c.req.header("content-length") ?? 0);
+    if (declared > limit) throw tooLarge(limit);
+    const bytes = await readLimited(c.req.raw.body, limit);
+    if (bytes.byteLength === 0) {
+      c.set("body", undefined);
+      return await next();
+    }
+    const type = c.req.header("content-type") ?? "";
+    if (!/^application\/(.+\+)?json\b/i.test(type)) {
+      throw new ApiError("VALIDATION_ERROR", "The Content-Type header must be application/json.", {
+        details: { field: "Content-Type", constraint: "application/json" },
+      });
+    }
+    try {
+      c.set("body", JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)));
+    } catch {
+      throw new ApiError("VALIDATION_ERROR", "The request body is not valid JSON.", {
+        details: { field: "body", constraint: "json" },
+      });
+    }
+    await next();
+  };
+}

@@ -1,0 +1,61 @@
+import { createGroupApp, defineAction } from "../../../shared/app.ts";
+import {
+  createKeyInput,
+  listApiKeys,
+  listKeysInput,
+  mintApiKey,
+  requireOrgAdmin,
+  revokeApiKey,
+  revokeKeyInput,
+  rotateApiKey,
+  rotateKeyInput,
+} from "../../../shared/api-keys.ts";
+
+/**
+ * POST /v1/api-keys[/<action>]: key management. Only a signed-in owner or admin (user
+ * JWT) may call it, so a leaked key can never mint or rotate keys.
+ */
+export default createGroupApp("api-keys", [
+  defineAction({
+    name: "create",
+    scope: "admin",
+    usersOnly: true,
+    replayable: false,
+    input: createKeyInput,
+    handler: async ({ tx, data }) => {
+      await requireOrgAdmin(tx);
+      return await mintApiKey(tx, data);
+    },
+  }),
+  defineAction({
+    name: "list",
+    scope: "admin",
+    usersOnly: true,
+    input: listKeysInput,
+    handler: async ({ tx, data }) => {
+      await requireOrgAdmin(tx);
+      return await listApiKeys(tx, data.include_revoked);
+    },
+  }),
+  defineAction({
+    name: "rotate",
+    scope: "admin",
+    usersOnly: true,
+    replayable: false,
+    input: rotateKeyInput,
+    handler: async ({ tx, data }) => {
+      await requireOrgAdmin(tx);
+      return await rotateApiKey(tx, data.id, data.grace_period_seconds);
+    },
+  }),
+  defineAction({
+    name: "revoke",
+    scope: "admin",
+    usersOnly: true,
+    input: revokeKeyInput,
+    handler: async ({ tx, data }) => {
+      await requireOrgAdmin(tx);
+      return await revokeApiKey(tx, data.id);
+    },
+  }),
+]);

@@ -1,0 +1,3 @@
+import { createHealthApp } from "../../../shared/health.ts";
+
+export default createHealthApp();
