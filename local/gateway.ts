@@ -43,7 +43,8 @@ const authEmulator = createAuthEmulator({
 
 function notFound(path: string) {
   const error = new ApiError("RESOURCE_NOT_FOUND", `No endpoint at ${path}.`);
-  return Response.json(error.toBody(), { status: 404 });
+  const requestId = `req_${crypto.randomUUID().replaceAll("-", "")}`;
+  return Response.json(error.toBody(), { status: 404, headers: { "X-Request-Id": requestId } });
 }
 
 const port = Number(env("PORT"));

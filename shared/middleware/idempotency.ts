@@ -17,7 +17,11 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-async function sha256Hex(text: string) {
+/** What identifies "the same request" for an Idempotency-Key: endpoint, action and data. */
+export async function idempotencyRequestHash(
+  request: { group: string; action: string; data: unknown },
+) {
+  const text = canonicalJson(request);
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -55,7 +59,7 @@ export async function claimIdempotencyKey(
     );
   }
   const { orgId, environment } = principal;
-  const hash = await sha256Hex(canonicalJson(request));
+  const hash = await idempotencyRequestHash(request);
   const [row] = await serviceSql()<
     { outcome: string; response_status: number; response_body: unknown }[]
   >`

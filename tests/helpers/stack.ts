@@ -31,8 +31,15 @@ export interface CallOptions {
 }
 
 /** POSTs `body` as JSON to `/v1/<path>` and returns status, headers and parsed body. */
-export async function api<T = any>(path: string, body?: unknown, options: CallOptions = {}): Promise<ApiResponse<T>> {
-  const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
+export async function api<T = any>(
+  path: string,
+  body?: unknown,
+  options: CallOptions = {},
+): Promise<ApiResponse<T>> {
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    ...options.headers,
+  };
   if (options.key) headers["x-api-key"] = options.key;
   if (options.token) headers["authorization"] = `Bearer ${options.token}`;
   const response = await fetch(`${stack.api_url}/v1/${path}`, {
@@ -65,11 +72,15 @@ let counter = 0;
 export async function createTestOrg(
   options: { plan?: "starter" | "pro" | "enterprise"; role?: "owner" | "admin" | "member" } = {},
 ): Promise<TestOrg> {
-  const suffix = `${Date.now().toString(36)}${(counter++).toString(36)}${crypto.randomUUID().slice(0, 6)}`;
+  const suffix = `${Date.now().toString(36)}${(counter++).toString(36)}${
+    crypto.randomUUID().slice(0, 6)
+  }`;
   const email = `user-${suffix}@test.example`;
   const password = `pw-${suffix}`;
   const [org] = await db<{ id: string }[]>`
-    insert into public.organizations (name, plan) values (${`Test org ${suffix}`}, ${options.plan ?? "enterprise"})
+    insert into public.organizations (name, plan) values (${`Test org ${suffix}`}, ${
+    options.plan ?? "enterprise"
+  })
     returning id
   `;
   const [user] = await db<{ id: string }[]>`

@@ -1,0 +1,170 @@
+/**
+ * The negative cases every endpoint must get right, for one line per endpoint:
+ *
+ *   negativeCases({ group: "contacts", action: "create", scope: "write", valid, invalid });
+ *
+ * Each case asserts the status, the envelope's error code and the X-Request-Id header.
+ */
+import assert from "node:assert/strict";
+import { generateApiKey } from "../../shared/api-key-format.ts";
+import type { Scope } from "../../shared/principal.ts";
+import { api, type ApiResponse, createTestOrg, db, signJwt, test, type TestOrg } from "./stack.ts";
+
+export interface EndpointUnderTest {
+  group: string;
+  action: string;
+  /** The path suffix that names the action (defaults to the action). */
+  suffix?: string;
+  scope: Scope;
+  /** Only user JWTs may call it (API keys get 403). */
+  usersOnly?: boolean;
+  /** A body `data` the endpoint accepts (made for the test org when it needs its rows). */
+  valid: Record<string, unknown> | ((org: TestOrg) => Promise<Record<string, unknown>>);
+  /** A body `data` it must refuse, and the field the error must name. */
+  invalid: { data: Record<string, unknown>; field: string };
+}
+
+export function expectError(response: ApiResponse, status: number, code: string) {
+  assert.equal(response.status, status, JSON.stringify(response.body));
+  assert.equal(response.body.success, false);
+  assert.equal(response.body.error.code, code, JSON.stringify(response.body));
+  assert.equal(typeof response.body.error.message, "string");
+  assert.ok(response.headers.get("x-request-id"), "X-Request-Id on every response");
+}
+
+export function negativeCases(endpoint: EndpointUnderTest) {
+  const { group, action, scope } = endpoint;
+  const path = `${group}/${endpoint.suffix ?? action}`;
+  const name = (rule: string) => `${group}/${action}: ${rule}`;
+  let org: TestOrg | undefined;
+  const orgOnce = async () => (org ??= await createTestOrg());
+  let body: { action: string; data: Record<string, unknown> } | undefined;
+  const validBody = async () => {
+    const { valid } = endpoint;
+    body ??= { action, data: typeof valid === "function" ? await valid(await orgOnce()) : valid };
+    return body;
+  };
+  /** A caller that is allowed, so that only the case under test can make it fail. */
+  const allowed = async () =>
+    endpoint.usersOnly
+      ? { token: await (await orgOnce()).signIn() }
+      : { key: await (await orgOnce()).key() };
+
+  test(name("no credentials is 401 AUTH_INVALID_TOKEN"), async () => {
+    expectError(await api(path, await validBody()), 401, "AUTH_INVALID_TOKEN");
+  });
+
+  test(name("a malformed API key is 401 AUTH_INVALID_TOKEN"), async () => {
+    expectError(
+      await api(path, await validBody(), { key: "bv_live_sk_not-a-real-key" }),
+      401,
+      "AUTH_INVALID_TOKEN",
+    );
+    const wellFormed = generateApiKey("live", "secret").key;
+    const badChecksum = wellFormed.slice(0, -1) + (wellFormed.endsWith("A") ? "B" : "A");
+    expectError(
+      await api(path, await validBody(), { key: badChecksum }),
+      401,
+      "AUTH_INVALID_TOKEN",
+    );
+  });
+
+  test(name("a well-formed key that was never issued is 401 AUTH_INVALID_TOKEN"), async () => {
+    const key = generateApiKey("live", "secret").key;
+    expectError(await api(path, await validBody(), { key }), 401, "AUTH_INVALID_TOKEN");
+    expectError(await api(path, await validBody(), { token: key }), 401, "AUTH_INVALID_TOKEN");
+  });
+
+  test(name("a revoked key is 401 AUTH_INVALID_TOKEN"), async () => {
+    const key = await (await orgOnce()).key();
+    await db`update public.api_keys set revoked_at = now() where key_hash = encode(sha256(convert_to(${key}, 'UTF8')), 'hex')`;
+    expectError(await api(path, await validBody(), { key }), 401, "AUTH_INVALID_TOKEN");
+  });
+
+  test(name("an expired key is 401 AUTH_EXPIRED_TOKEN"), async () => {
+    const key = await (await orgOnce()).key();
+    await db`update public.api_keys set expires_at = now() - interval '1 second' where key_hash = encode(sha256(convert_to(${key}, 'UTF8')), 'hex')`;
+    expectError(await api(path, await validBody(), { key }), 401, "AUTH_EXPIRED_TOKEN");
+  });
+
+  test(name("an expired user JWT is 401 AUTH_EXPIRED_TOKEN"), async () => {
+    const current = await orgOnce();
+    const token = await signJwt({
+      sub: current.user.id,
+      role: "authenticated",
+      aud: "authenticated",
+      org_id: current.orgId,
+      org_role: "owner",
+    }, Math.floor(Date.now() / 1000) - 60);
+    expectError(await api(path, await validBody(), { token }), 401, "AUTH_EXPIRED_TOKEN");
+  });
+
+  test(name("a JWT with a forged signature is 401 AUTH_INVALID_TOKEN"), async () => {
+    const token = await (await orgOnce()).signIn();
+    const [header, payload] = token.split(".");
+    const forged = `${header}.${payload}.${"A".repeat(43)}`;
+    expectError(await api(path, await validBody(), { token: forged }), 401, "AUTH_INVALID_TOKEN");
+  });
+
+  if (endpoint.usersOnly) {
+    test(name("an API key, even with every scope, is 403 AUTH_INSUFFICIENT_SCOPE"), async () => {
+      const key = await (await orgOnce()).key({ scopes: ["read", "write", "admin"] });
+      expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
+    });
+  } else {
+    test(name(`a key without the '${scope}' scope is 403 AUTH_INSUFFICIENT_SCOPE`), async () => {
+      const others = (["read", "write"] as Scope[]).filter((s) => s !== scope);
+      const key = await (await orgOnce()).key({
+        scopes: scope === "admin" ? ["read", "write"] : others,
+      });
+      expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
+    });
+  }
+
+  if (scope !== "read" && !endpoint.usersOnly) {
+    test(name("a publishable key cannot write: 403 AUTH_INSUFFICIENT_SCOPE"), async () => {
+      const key = await (await orgOnce()).key({ type: "publishable", scopes: ["read"] });
+      expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
+    });
+  }
+
+  test(name("malformed JSON is 400 VALIDATION_ERROR"), async () => {
+    const response = await api(path, undefined, { ...(await allowed()), raw: '{"action": "' });
+    expectError(response, 400, "VALIDATION_ERROR");
+    assert.equal(response.body.error.details.field, "body");
+  });
+
+  test(name("an unknown action is 400 VALIDATION_ERROR"), async () => {
+    const response = await api(group, { action: "no_such_action", data: {} }, await allowed());
+    expectError(response, 400, "VALIDATION_ERROR");
+    assert.equal(response.body.error.details.field, "action");
+  });
+
+  test(name("a path suffix naming another action is 400 VALIDATION_ERROR"), async () => {
+    const otherSuffix = action === "list" ? "create" : "list";
+    const response = await api(`${group}/${otherSuffix}`, await validBody(), await allowed());
+    expectError(response, 400, "VALIDATION_ERROR");
+    assert.equal(response.body.error.details.constraint, "matches_path");
+  });
+
+  test(name("invalid fields are 400 VALIDATION_ERROR naming the field"), async () => {
+    const response = await api(path, { action, data: endpoint.invalid.data }, await allowed());
+    expectError(response, 400, "VALIDATION_ERROR");
+    assert.equal(response.body.error.details.field, endpoint.invalid.field);
+    assert.equal(typeof response.body.error.details.constraint, "string");
+  });
+
+  test(name("methods other than POST are 405"), async () => {
+    const response = await api(path, undefined, { ...(await allowed()), method: "GET" });
+    expectError(response, 405, "METHOD_NOT_ALLOWED");
+  });
+
+  test(
+    name("the allowed caller succeeds (the cases above fail for their own reason)"),
+    async () => {
+      const response = await api(path, await validBody(), await allowed());
+      assert.equal(response.status, 200, JSON.stringify(response.body));
+      assert.equal(response.body.success, true);
+    },
+  );
+}

@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { createClient } from "@supabase/supabase-js";
+import { migrationFiles } from "../local/migrate.ts";
+import { REQUIRED_MIGRATION } from "../shared/schema-version.ts";
+import { expectError } from "./helpers/negative-cases.ts";
+import { api, createTestOrg, stack, test } from "./helpers/stack.ts";
+
+test("GET /v1/health answers without credentials", async () => {
+  const response = await fetch(`${stack.api_url}/v1/health`);
+  const body = await response.json();
+  assert.equal(response.status, 200);
+  assert.equal(body.data.status, "ok");
+  assert.ok(response.headers.get("x-request-id"));
+});
+
+test("GET /v1/ready checks the database, the migrations and pg_cron", async () => {
+  const response = await fetch(`${stack.api_url}/v1/ready`);
+  const body = await response.json();
+  assert.equal(response.status, 200, JSON.stringify(body));
+  assert.equal(body.data.status, "ready");
+  assert.equal(body.data.checks.database.ok, true);
+  assert.equal(body.data.checks.migrations.latest, REQUIRED_MIGRATION);
+  assert.deepEqual(body.data.checks.pg_cron, {
+    ok: true,
+    job_scheduled: true,
+    scheduler_running: true,
+  });
+});
+
+test("the migration /v1/ready requires is the newest file in supabase/migrations", () => {
+  return Promise.resolve(assert.equal(migrationFiles().at(-1)?.version, REQUIRED_MIGRATION));
+});
+
+test("X-Request-Id is echoed when well-formed and made up otherwise", async () => {
+  const echoed = await api("contacts", {}, { headers: { "x-request-id": "trace-123" } });
+  assert.equal(echoed.headers.get("x-request-id"), "trace-123");
+  const made = await api("contacts", {}, { headers: { "x-request-id": "bad id with spaces" } });
+  assert.match(made.headers.get("x-request-id")!, /^req_[0-9a-f]{32}$/);
+});
+
+test("CORS preflight from a browser is answered for the headers supabase-js sends", async () => {
+  const response = await fetch(`${stack.api_url}/functions/v1/contacts`, {
+    method: "OPTIONS",
+    headers: {
+      origin: "https://app.bivelio.com",
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization, x-client-info, apikey, content-type",
+    },
+  });
+  await response.body?.cancel();
+  assert.equal(response.status, 204);
+  assert.equal(response.headers.get("access-control-allow-origin"), "*");
+  const allowed = response.headers.get("access-control-allow-headers") ?? "";
+  for (
+    const header of ["authorization", "x-client-info", "apikey", "content-type", "idempotency-key"]
+  ) {
+    assert.ok(allowed.includes(header), `${header} allowed`);
+  }
+});
+
+test("bodies over the limit are 413 PAYLOAD_TOO_LARGE, non-JSON content types are 400", async () => {
+  const key = await (await createTestOrg()).key();
+  const big = JSON.stringify({ action: "create", data: { name: "x".repeat(1024 * 1024 + 1) } });
+  expectError(await api("contacts", undefined, { key, raw: big }), 413, "PAYLOAD_TOO_LARGE");
+  const text = await api("contacts", undefined, {
+    key,
+    raw: "action=list",
+    headers: { "content-type": "text/plain" },
+  });
+  expectError(text, 400, "VALIDATION_ERROR");
+});
+
+test("unknown functions and paths are 404 in the envelope", async () => {
+  expectError(await api("nothing-here", { action: "list" }), 404, "RESOURCE_NOT_FOUND");
+  const key = await (await createTestOrg()).key();
+  expectError(
+    await api("contacts/no-such-suffix", { action: "list" }, { key }),
+    404,
+    "RESOURCE_NOT_FOUND",
+  );
+});
+
+test("supabase-js: sign in and functions.invoke('contacts') with the user's JWT, as the dashboard does", async () => {
+  const org = await createTestOrg();
+  const supabase = createClient(stack.api_url, stack.anon_key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+  });
+  const { error: signInError } = await supabase.auth.signInWithPassword({
+    email: org.user.email,
+    password: org.user.password,
+  });
+  assert.equal(signInError, null);
+  const created = await supabase.functions.invoke("contacts", {
+    body: { action: "create", data: { name: "From the dashboard" } },
+  });
+  assert.equal(created.error, null);
+  assert.equal(created.data.data.name, "From the dashboard");
+  const listed = await supabase.functions.invoke("contacts/list", { body: { action: "list" } });
+  assert.deepEqual(listed.data.data.contacts.map((c: { name: string }) => c.name), [
+    "From the dashboard",
+  ]);
+  await supabase.auth.signOut();
+});
