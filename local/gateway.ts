@@ -55,6 +55,8 @@ Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request) => {
   const app = match && functions.get(match[1]);
   if (!app) return notFound(url.pathname);
   url.pathname = `/${match[1]}${match[2] ?? ""}`;
-  return app(new Request(url, request));
+  // Copy only what a function sees (not the signal: Deno warns when it is read).
+  const { method, headers, body } = request;
+  return app(new Request(url, { method, headers, body }));
 });
 console.log(`gateway listening on http://127.0.0.1:${port} (${[...functions.keys()].join(", ")})`);

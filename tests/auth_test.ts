@@ -112,3 +112,25 @@ test("Authorization: Bearer accepts an API key as well as a JWT", async () => {
   assert.equal(response.status, 200);
   assert.equal(response.body.data.type, "api_key");
 });
+
+test("a user removed from the organization loses access at once, not when the token expires", async () => {
+  const org = await createTestOrg();
+  const token = await org.signIn();
+  assert.equal((await api("auth/me", {}, { token })).status, 200);
+  await db`delete from public.organization_members where user_id = ${org.user.id}`;
+  expectError(await api("auth/me", {}, { token }), 403, "AUTH_INSUFFICIENT_SCOPE");
+});
+
+test("a demoted admin loses admin scope at once", async () => {
+  const org = await createTestOrg({ role: "admin" });
+  const token = await org.signIn();
+  assert.equal((await api("api-keys/list", { action: "list" }, { token })).status, 200);
+  await db`update public.organization_members set role = 'member' where user_id = ${org.user.id}`;
+  expectError(
+    await api("api-keys/list", { action: "list" }, { token }),
+    403,
+    "AUTH_INSUFFICIENT_SCOPE",
+  );
+  const me = await api("auth/me", {}, { token });
+  assert.deepEqual(me.body.data.scopes, ["read", "write"]);
+});

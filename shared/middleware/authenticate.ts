@@ -97,17 +97,29 @@ async function authenticateUser(token: string): Promise<[Principal, RateLimitSta
     }
     throw invalid("The token is not valid.");
   }
-  if (payload.role !== "authenticated" || typeof payload.sub !== "string") {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  if (
+    payload.role !== "authenticated" || typeof payload.sub !== "string" || !UUID.test(payload.sub)
+  ) {
     throw invalid("The token does not belong to a signed-in user.");
   }
   const orgId = payload.org_id;
   if (typeof orgId !== "string" || !orgId) {
     throw new ApiError("AUTH_INSUFFICIENT_SCOPE", "The user is not a member of any organization.");
   }
-  const orgRole = payload.org_role as Principal["orgRole"];
-  const [row] = await serviceSql()<(Omit<RateLimitState, "reset_at"> & { reset_at: string })[]>`
-    select * from private.consume_rate_limit(${orgId})
+  // One round trip: membership is checked now (not at token issue) and the request counted.
+  const [row] = await serviceSql()<
+    (Omit<RateLimitState, "reset_at"> & { reset_at: string; org_role: Principal["orgRole"] })[]
+  >`
+    select * from private.authenticate_user(${payload.sub}, ${orgId})
   `;
+  if (!row) {
+    throw new ApiError(
+      "AUTH_INSUFFICIENT_SCOPE",
+      "The user is no longer a member of this organization.",
+    );
+  }
+  const orgRole = row.org_role;
   const principal: Principal = {
     kind: "user",
     orgId,
@@ -116,7 +128,13 @@ async function authenticateUser(token: string): Promise<[Principal, RateLimitSta
     userId: payload.sub,
     email: typeof payload.email === "string" ? payload.email : undefined,
     orgRole,
-    claims: { ...payload, role: "authenticated", org_id: orgId, environment: "live" },
+    claims: {
+      ...payload,
+      role: "authenticated",
+      org_id: orgId,
+      org_role: orgRole,
+      environment: "live",
+    },
   };
   return [principal, rateLimitStateOf(row)];
 }

@@ -33,6 +33,8 @@ language sql stable
 set search_path = ''
 as $$ select coalesce(nullif(auth.jwt() ->> 'environment', ''), 'live') $$;
 
+-- Functions in private run only for roles granted them below (the defaults let anyone).
+alter default privileges in schema private revoke execute on functions from public;
 grant execute on function private.new_id(text), private.request_org_id(),
   private.request_environment() to anon, authenticated, service_role;
 
@@ -145,8 +147,12 @@ create table public.api_keys (
   last_used_at timestamptz,
   expires_at timestamptz,
   revoked_at timestamptz,
-  replaced_by text references public.api_keys (id) on delete set null,
-  check (key_type = 'secret' or (environment = 'live' and scopes = array['read']))
+  replaced_by text,
+  check (key_type = 'secret' or (environment = 'live' and scopes = array['read'])),
+  unique (org_id, id),
+  -- A replacement is always a key of the same organization.
+  foreign key (org_id, replaced_by) references public.api_keys (org_id, id)
+    on delete set null (replaced_by)
 );
 create index api_keys_org_idx on public.api_keys (org_id, created_at desc);
 
@@ -179,7 +185,8 @@ create unlogged table private.rate_limit_counters (
 
 -- Counts one request of an organization and says whether it may proceed.
 -- exceeded is null when it may, else 'minute' or 'second' (the burst limit).
--- limit_per_minute null means the organization is unlimited (nothing is counted).
+-- Null limits mean the organization is unlimited (nothing is counted); no row means the
+-- organization does not exist.
 create function private.consume_rate_limit(p_org_id text)
 returns table (
   limit_per_minute int, limit_per_second int, remaining int, reset_at bigint,
@@ -201,6 +208,9 @@ begin
     into per_minute, per_second
   from public.organizations o join private.plan_limits p on p.plan = o.plan
   where o.id = p_org_id;
+  if not found then
+    return;  -- no row: the organization does not exist
+  end if;
 
   if per_minute is null and per_second is null then
     return query select null::int, null::int, null::int, null::bigint, null::text, null::int;
@@ -286,6 +296,32 @@ begin
 end
 $$;
 
+-- The one round trip that authenticates a user JWT's organization claim: the user must
+-- still be a member (a removal or demotion takes effect at once, not at token expiry);
+-- returns the current role and counts the request against the organization's limit.
+create function private.authenticate_user(p_user_id uuid, p_org_id text)
+returns table (
+  org_role text, limit_per_minute int, limit_per_second int, remaining int, reset_at bigint,
+  exceeded text, retry_after int
+)
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+  select m.role into org_role
+  from public.organization_members m
+  where m.user_id = p_user_id and m.org_id = p_org_id;
+  if org_role is null then
+    return;  -- no row: not a member (any more)
+  end if;
+  select r.limit_per_minute, r.limit_per_second, r.remaining, r.reset_at, r.exceeded,
+         r.retry_after
+    into limit_per_minute, limit_per_second, remaining, reset_at, exceeded, retry_after
+  from private.consume_rate_limit(p_org_id) r;
+  return next;
+end
+$$;
+
 -- ---------------------------------------------------------------------------------------
 -- Contacts
 -- ---------------------------------------------------------------------------------------
@@ -310,6 +346,30 @@ create table public.contacts (
   foreign key (org_id, environment, company_id)
     references public.contacts (org_id, environment, id) on delete set null (company_id)
 );
+-- The API checks this with a clear error; the trigger guarantees it for every writer.
+create function private.check_contact_company() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.company_id is not null and (
+    new.company_id = new.id or
+    not exists (select from public.contacts c where c.id = new.company_id and c.type = 'company')
+  ) then
+    raise exception 'company_id % is not a company contact', new.company_id
+      using errcode = '23514';
+  end if;
+  if new.type = 'person' and tg_op = 'UPDATE' and old.type = 'company'
+     and exists (select from public.contacts c where c.company_id = new.id) then
+    raise exception 'contact % has people linked to it', new.id using errcode = '23514';
+  end if;
+  return new;
+end
+$$;
+create trigger contacts_company_is_company
+  before insert or update of company_id, type on public.contacts
+  for each row execute function private.check_contact_company();
+
 create index contacts_list_idx on public.contacts (org_id, environment, created_at desc, id desc);
 create index contacts_tags_idx on public.contacts using gin (tags);
 create index contacts_search_idx on public.contacts
@@ -318,7 +378,9 @@ create index contacts_search_idx on public.contacts
 create index contacts_company_idx on public.contacts (company_id) where company_id is not null;
 
 alter table public.contacts enable row level security;
-revoke all on public.contacts from anon;
+-- Not the default "all": TRUNCATE ignores row-level security.
+revoke all on public.contacts from anon, authenticated;
+grant select, insert, update, delete on public.contacts to authenticated;
 create policy contacts_own_org_env on public.contacts for all to authenticated
   using (org_id = (select private.request_org_id())
          and environment = (select private.request_environment()))
@@ -362,7 +424,7 @@ create policy events_own_org_env on public.events for all to authenticated
 
 create table private.idempotency_keys (
   org_id text not null references public.organizations (id) on delete cascade,
-  environment text not null,
+  environment text not null check (environment in ('live', 'test')),
   idempotency_key text not null,
   request_hash text not null,
   response_status int,          -- null while the first request is still in flight
