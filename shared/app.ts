@@ -39,6 +39,8 @@ export interface ActionContext<Data> {
 export interface Action<S extends z.ZodType = z.ZodType> {
   /** The `action` value in the body. */
   name: string;
+  /** One line for the API reference. */
+  summary?: string;
   /** Path suffixes that name this action (`/v1/workflows/instances` → list_instances). */
   paths?: string[];
   /** Scope a caller needs; "any" for every authenticated caller. */

@@ -14,6 +14,9 @@ export const contactId = z.string().regex(/^ct_[0-9A-Za-z]{1,64}$/, "must be a c
 const tag = z.string().trim().min(1).max(50);
 const tags = z.array(tag).max(50).transform((list) => [...new Set(list)]);
 const customFieldKey = z.string().min(1).max(100);
+// Any JSON value (bodies are parsed JSON); not z.json(), whose recursion the OpenAPI
+// generator cannot follow.
+const customFieldValue = z.unknown();
 
 const contactFields = {
   type: z.enum(["person", "company"]),
@@ -32,9 +35,12 @@ export const createContactInput = z.strictObject({
   phone: contactFields.phone.optional(),
   company_id: contactFields.company_id.optional(),
   tags: tags.default([]),
-  custom_fields: z.record(customFieldKey, z.json()).refine((o) => Object.keys(o).length <= 100, {
-    message: "at most 100 custom fields",
-  }).default({}),
+  custom_fields: z.record(customFieldKey, customFieldValue).refine(
+    (o) => Object.keys(o).length <= 100,
+    {
+      message: "at most 100 custom fields",
+    },
+  ).default({}),
 });
 
 export const updateContactInput = z.strictObject({
@@ -46,7 +52,7 @@ export const updateContactInput = z.strictObject({
   company_id: contactFields.company_id.optional(),
   tags: tags.optional(),
   /** Merged key by key; a null value removes that key. */
-  custom_fields: z.record(customFieldKey, z.json().nullable()).optional(),
+  custom_fields: z.record(customFieldKey, customFieldValue).optional(),
 });
 
 export const listContactsInput = z.strictObject({

@@ -101,3 +101,26 @@ test("supabase-js: sign in and functions.invoke('contacts') with the user's JWT,
   ]);
   await supabase.auth.signOut();
 });
+
+test("GET /v1/openapi documents every action with its scope and the error table's statuses", async () => {
+  const response = await fetch(`${stack.api_url}/v1/openapi`);
+  const doc = await response.json();
+  assert.equal(response.status, 200);
+  assert.equal(doc.openapi, "3.1.0");
+  for (const path of ["/contacts/list", "/contacts/create", "/api-keys/rotate", "/auth/me"]) {
+    assert.ok(doc.paths[path]?.post, `${path} documented`);
+  }
+  const create = doc.paths["/contacts/create"].post;
+  assert.match(create.description, /Required scope: `write`/);
+  assert.deepEqual(create.requestBody.content["application/json"].schema.properties.action.enum, [
+    "create",
+  ]);
+  assert.deepEqual(
+    create.responses["429"].content["application/json"].schema.properties.error.properties.code
+      .enum,
+    [
+      "RATE_LIMIT_EXCEEDED",
+    ],
+  );
+  assert.deepEqual(doc.paths["/api-keys/create"].post.security, [{ Bearer: [] }]);
+});

@@ -15,9 +15,10 @@ import {
  * POST /v1/api-keys[/<action>]: key management. Only a signed-in owner or admin (user
  * JWT) may call it, so a leaked key can never mint or rotate keys.
  */
-export default createGroupApp("api-keys", [
+export const actions = [
   defineAction({
     name: "create",
+    summary: "Create an API key (the key is shown once)",
     scope: "admin",
     usersOnly: true,
     replayable: false,
@@ -29,6 +30,7 @@ export default createGroupApp("api-keys", [
   }),
   defineAction({
     name: "list",
+    summary: "List API keys (never the keys)",
     scope: "admin",
     usersOnly: true,
     input: listKeysInput,
@@ -39,6 +41,7 @@ export default createGroupApp("api-keys", [
   }),
   defineAction({
     name: "rotate",
+    summary: "Rotate an API key, with an optional grace period",
     scope: "admin",
     usersOnly: true,
     replayable: false,
@@ -50,6 +53,7 @@ export default createGroupApp("api-keys", [
   }),
   defineAction({
     name: "revoke",
+    summary: "Revoke an API key at once",
     scope: "admin",
     usersOnly: true,
     input: revokeKeyInput,
@@ -58,4 +62,6 @@ export default createGroupApp("api-keys", [
       return await revokeApiKey(tx, data.id);
     },
   }),
-]);
+];
+
+export default createGroupApp("api-keys", actions);

@@ -65,10 +65,11 @@ async function issueToken(c: Context) {
   });
 }
 
-/** POST /v1/auth/token and POST /v1/auth/me. */
-export default createGroupApp("auth", [
+/** POST /v1/auth/me; POST /v1/auth/token is the extra route above. */
+export const actions = [
   defineAction({
     name: "me",
+    summary: "Who is calling: user or key, organization, scopes, environment",
     scope: "any",
     input: z.strictObject({}),
     handler: async ({ tx, principal }) => {
@@ -94,6 +95,8 @@ export default createGroupApp("auth", [
       };
     },
   }),
-], {
+];
+
+export default createGroupApp("auth", actions, {
   extraRoutes: (app: Hono) => app.post("/token", issueToken),
 });

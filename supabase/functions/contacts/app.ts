@@ -15,9 +15,10 @@ import {
 const byId = z.strictObject({ id: contactId });
 
 /** POST /v1/contacts[/<action>]: the CRM. */
-export default createGroupApp("contacts", [
+export const actions = [
   defineAction({
     name: "list",
+    summary: "List or search contacts",
     paths: ["list", "search"],
     scope: "read",
     input: listContactsInput,
@@ -25,26 +26,32 @@ export default createGroupApp("contacts", [
   }),
   defineAction({
     name: "get",
+    summary: "Get a contact",
     scope: "read",
     input: byId,
     handler: ({ tx, data }) => getContact(tx, data.id),
   }),
   defineAction({
     name: "create",
+    summary: "Create a contact",
     scope: "write",
     input: createContactInput,
     handler: ({ tx, data }) => createContact(tx, data),
   }),
   defineAction({
     name: "update",
+    summary: "Update a contact (only the fields sent)",
     scope: "write",
     input: updateContactInput,
     handler: ({ tx, data }) => updateContact(tx, data),
   }),
   defineAction({
     name: "delete",
+    summary: "Delete a contact",
     scope: "write",
     input: byId,
     handler: ({ tx, data }) => deleteContact(tx, data.id),
   }),
-]);
+];
+
+export default createGroupApp("contacts", actions);
