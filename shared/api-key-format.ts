@@ -4,6 +4,8 @@
  * lets secret scanners recognise a real key and lets us reject typos without a database
  * round trip. Only the SHA-256 of a key is ever stored.
  */
+import { sha256Hex } from "./hash.ts";
+
 export type KeyEnvironment = "live" | "test";
 export type KeyType = "secret" | "publishable";
 
@@ -91,7 +93,6 @@ export function parseApiKey(key: string): ParsedKey | null {
   };
 }
 
-export async function hashApiKey(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+export function hashApiKey(key: string): string {
+  return sha256Hex(key);
 }

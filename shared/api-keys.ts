@@ -55,7 +55,7 @@ interface KeyRow {
   revoked_at: Date | null;
 }
 
-const keyColumns = (db: Sql | Tx) =>
+const keyColumns = (db: Sql) =>
   db`id, name, environment, key_type, scopes, prefix, start, last_four, created_at,
      last_used_at, expires_at, revoked_at`;
 
@@ -96,7 +96,7 @@ export interface MintKey {
  * With an RLS transaction the organization comes from the caller's claims; the local
  * stack's service connection names it with `orgId`.
  */
-export async function mintApiKey(db: Sql | Tx, input: MintKey, orgId?: string) {
+export async function mintApiKey(db: Sql, input: MintKey, orgId?: string) {
   const generated = generateApiKey(input.environment, input.type);
   const scopes = input.type === "publishable" ? ["read"] : input.scopes ?? ["read", "write"];
   const values = {
@@ -105,7 +105,7 @@ export async function mintApiKey(db: Sql | Tx, input: MintKey, orgId?: string) {
     environment: input.environment,
     key_type: input.type,
     scopes,
-    key_hash: await hashApiKey(generated.key),
+    key_hash: hashApiKey(generated.key),
     prefix: generated.prefix,
     start: generated.start,
     last_four: generated.lastFour,

@@ -383,7 +383,7 @@ test("Idempotency-Key: same key while the first request is in flight is 409 IDEM
   const key = await org.key();
   const data = { name: "In Flight" };
   // The state a first request leaves while its handler runs: claimed, no response yet.
-  const hash = await idempotencyRequestHash({ group: "contacts", action: "create", data });
+  const hash = idempotencyRequestHash({ group: "contacts", action: "create", data });
   await db`
     insert into private.idempotency_keys (org_id, environment, idempotency_key, request_hash)
     values (${org.orgId}, 'live', 'in-flight-key', ${hash})

@@ -40,7 +40,7 @@ async function authenticateApiKey(key: string): Promise<[Principal, RateLimitSta
   if (!parseApiKey(key)) throw invalid("The API key is malformed.");
   // One round trip: lookup, rate-limit count and last-used stamp (see the migration).
   const [row] = await serviceSql()<KeyLookup[]>`
-    select * from private.authenticate_api_key(${await hashApiKey(key)})
+    select * from private.authenticate_api_key(${hashApiKey(key)})
   `;
   if (row.status === "unknown") throw invalid("The API key is not valid.");
   if (row.status === "revoked") throw invalid("The API key has been revoked.");

@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { sha256Hex } from "../hash.ts";
 import { serviceSql, type Tx } from "../db.ts";
 import { ApiError } from "../errors.ts";
 import type { Principal } from "../principal.ts";
@@ -18,12 +19,10 @@ function canonicalJson(value: unknown): string {
 }
 
 /** What identifies "the same request" for an Idempotency-Key: endpoint, action and data. */
-export async function idempotencyRequestHash(
+export function idempotencyRequestHash(
   request: { group: string; action: string; data: unknown },
 ) {
-  const text = canonicalJson(request);
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return sha256Hex(canonicalJson(request));
 }
 
 /** A claimed Idempotency-Key: the handler's transaction completes it, a failure releases it. */
@@ -59,7 +58,7 @@ export async function claimIdempotencyKey(
     );
   }
   const { orgId, environment } = principal;
-  const hash = await idempotencyRequestHash(request);
+  const hash = idempotencyRequestHash(request);
   const [row] = await serviceSql()<
     { outcome: string; response_status: number; response_body: unknown }[]
   >`

@@ -32,9 +32,14 @@ const tooLarge = (limit: number) =>
  */
 export function jsonBody(limit = DEFAULT_BODY_LIMIT): MiddlewareHandler {
   return async function jsonBody(c, next) {
-    const declared = Number(c.req.header("content-length") ?? 0);
-    if (declared > limit) throw tooLarge(limit);
-    const bytes = await readLimited(c.req.raw.body, limit);
+    const length = c.req.header("content-length");
+    if (Number(length) > limit) throw tooLarge(limit);
+    // With a declared length (the usual case) one read is cheapest; a chunked body is read
+    // piece by piece so it can be cut off at the limit.
+    const bytes = length === undefined
+      ? await readLimited(c.req.raw.body, limit)
+      : new Uint8Array(await c.req.raw.arrayBuffer());
+    if (bytes.byteLength > limit) throw tooLarge(limit);
     if (bytes.byteLength === 0) {
       c.set("body", undefined);
       return await next();
