@@ -152,7 +152,14 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
-  await waitForHealth(apiUrl, gateway);
+  try {
+    await waitForHealth(apiUrl, gateway);
+  } catch (error) {
+    gateway.kill("SIGTERM");
+    await gateway.status;
+    await stopCluster(dataDir);
+    throw error;
+  }
   Deno.writeTextFileSync(infoPath, JSON.stringify(info, null, 2) + "\n");
 
   let stopped = false;

@@ -30,6 +30,7 @@ async function runEchoing(cmd: string, args: string[], env: Record<string, strin
   return { output, success: status.success };
 }
 
+// deno-lint-ignore no-control-regex -- matching terminal colour codes is the point
 const stripAnsi = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "");
 
 const stateDir = await Deno.makeTempDir({ prefix: "bivelio-test-" });

@@ -7,16 +7,7 @@ set local search_path = public, extensions;
 
 select plan(30);
 
--- Rows touched by a statement run with the caller's privileges (RLS applies).
-create function pg_temp.affected(query text) returns int
-language plpgsql as $$
-declare n int;
-begin
-  execute query;
-  get diagnostics n = row_count;
-  return n;
-end
-$$;
+\ir _helpers.psql
 
 -- Callers are impersonated as the API does (shared/db.ts withClaims): role authenticated
 -- and request.jwt.claims, both local to this transaction.

@@ -7,15 +7,7 @@ set local search_path = public, extensions;
 
 select plan(24);
 
-create function pg_temp.affected(query text) returns int
-language plpgsql as $$
-declare n int;
-begin
-  execute query;
-  get diagnostics n = row_count;
-  return n;
-end
-$$;
+\ir _helpers.psql
 
 -- Fixtures (as the superuser).
 insert into public.organizations (id, name) values

@@ -8,15 +8,7 @@ set local search_path = public, extensions;
 
 select plan(22);
 
-create function pg_temp.affected(query text) returns int
-language plpgsql as $$
-declare n int;
-begin
-  execute query;
-  get diagnostics n = row_count;
-  return n;
-end
-$$;
+\ir _helpers.psql
 
 insert into public.organizations (id, name) values
   ('org_idem_a', 'Idempotency Org A'),

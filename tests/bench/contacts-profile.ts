@@ -10,7 +10,7 @@ import type { WrkResult, WrkTarget } from "./wrk.ts";
 
 const STEPS = [
   ["select", "one SELECT with an explicit org filter (the baseline)"],
-  ["auth", "+ key SHA-256 (crypto.subtle) and private.authenticate_api_key"],
+  ["auth", "+ key SHA-256 and private.authenticate_api_key"],
   ["auth-tx", "+ the SELECT in withClaims' RLS transaction (BEGIN, set_config, COMMIT)"],
   ["auth-list", "+ listContacts (contactToApi, pagination) and the envelope"],
 ] as const;

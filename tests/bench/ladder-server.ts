@@ -45,7 +45,7 @@ async function authenticate(): Promise<RequestClaims> {
   const [row] = await serviceSql()<
     { status: string; org_id: string; environment: "live" | "test"; key_id: string }[]
   >`
-    select * from private.authenticate_api_key(${await hashApiKey(apiKey)})
+    select * from private.authenticate_api_key(${hashApiKey(apiKey)})
   `;
   if (row.status !== "ok") throw new Error(`the key is ${row.status}`);
   return {

@@ -15,6 +15,8 @@ export const stack: StackInfo = JSON.parse(Deno.readTextFileSync(infoPath));
 /** A service connection (bypasses RLS): for setting up and inspecting, never for asserting RLS. */
 export const db = postgres(stack.db_url, { max: 4, onnotice: () => {} });
 
+// Tests read JSON bodies field by field, so the default body type is `any`.
+// deno-lint-ignore no-explicit-any
 export interface ApiResponse<T = any> {
   status: number;
   headers: Headers;
@@ -31,6 +33,7 @@ export interface CallOptions {
 }
 
 /** POSTs `body` as JSON to `/v1/<path>` and returns status, headers and parsed body. */
+// deno-lint-ignore no-explicit-any
 export async function api<T = any>(
   path: string,
   body?: unknown,
