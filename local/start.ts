@@ -4,7 +4,8 @@
  */
 import { startStack } from "./stack.ts";
 
-const stateDir = new URL("../.bivelio", import.meta.url).pathname;
+const stateDir = Deno.env.get("BIVELIO_STATE_DIR") ??
+  new URL("../.bivelio", import.meta.url).pathname;
 const stack = await startStack({
   stateDir,
   pgPort: Number(Deno.env.get("BIVELIO_DB_PORT") ?? 54322),
