@@ -96,7 +96,7 @@ export function newApp(basePath: string) {
   return app;
 }
 
-function resolveAction(actions: Action[], body: unknown, suffix: string | undefined): Action {
+function resolveAction(actions: Action[], named: unknown, suffix: string | undefined): Action {
   const byName = new Map(actions.map((a) => [a.name, a]));
   const bySuffix = suffix === undefined
     ? undefined
@@ -104,9 +104,6 @@ function resolveAction(actions: Action[], body: unknown, suffix: string | undefi
   if (suffix !== undefined && !bySuffix) {
     throw new ApiError("RESOURCE_NOT_FOUND", `No endpoint at '${suffix}'.`);
   }
-  const named = body && typeof body === "object" && !Array.isArray(body)
-    ? (body as Record<string, unknown>).action
-    : undefined;
   if (named === undefined) {
     if (bySuffix) return bySuffix;
     throw new ApiError("VALIDATION_ERROR", "The 'action' field is required.", {
@@ -148,15 +145,15 @@ function checkAccess(action: Action, principal: Principal) {
   }
 }
 
-function dataOf(body: unknown) {
+/** The body as `{action?, data?}`; an absent body is allowed when the path names the action. */
+function envelopeOf(body: unknown): { action?: unknown; data?: unknown } {
   if (body === undefined) return {};
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new ApiError("VALIDATION_ERROR", "The body must be a JSON object {action, data}.", {
       details: { field: "body", constraint: "type" },
     });
   }
-  const { data } = body as Record<string, unknown>;
-  return data === undefined ? {} : data;
+  return body;
 }
 
 export interface GroupOptions {
@@ -172,10 +169,10 @@ export function createGroupApp(group: string, actions: Action[], options: GroupO
 
   const dispatch = async (c: Context) => {
     const principal = c.get("principal");
-    const body = c.get("body");
-    const action = resolveAction(actions, body, c.req.param("suffix"));
+    const body = envelopeOf(c.get("body"));
+    const action = resolveAction(actions, body.action, c.req.param("suffix"));
     checkAccess(action, principal);
-    const rawData = dataOf(body);
+    const rawData = body.data ?? {};
 
     const writes = action.scope === "write" || action.scope === "admin";
     if (action.replayable === false && c.req.header("idempotency-key") !== undefined) {

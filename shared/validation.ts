@@ -32,14 +32,19 @@ function valueAt(input: unknown, path: PropertyKey[]): unknown {
 
 /**
  * Validates `input` with `schema`; the first problem becomes a VALIDATION_ERROR whose
- * message names the field and whose details say which field and which constraint.
+ * message names the field (`email`, `tags.0`) and whose details say which field and which
+ * constraint. A problem with the input as a whole is named `rootName`.
  */
-export function validate<S extends z.ZodType>(schema: S, input: unknown, root = ""): z.output<S> {
+export function validate<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  rootName = "data",
+): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const path = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]] : issue.path;
-  const field = [root, ...path].filter((p) => p !== "").join(".");
+  const field = path.length > 0 ? path.join(".") : rootName;
   const present = valueAt(input, issue.path) !== undefined;
   const constraint = constraintOf(issue, present);
   const message = constraint === "required"

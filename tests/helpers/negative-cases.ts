@@ -134,6 +134,16 @@ export function negativeCases(endpoint: EndpointUnderTest) {
     assert.equal(response.body.error.details.field, "body");
   });
 
+  test(name("a body or data that is not an object is 400 VALIDATION_ERROR naming it"), async () => {
+    const caller = await allowed();
+    const notObject = await api(path, undefined, { ...caller, raw: "[]" });
+    expectError(notObject, 400, "VALIDATION_ERROR");
+    assert.equal(notObject.body.error.details.field, "body");
+    const dataList = await api(path, { action, data: [] }, caller);
+    expectError(dataList, 400, "VALIDATION_ERROR");
+    assert.equal(dataList.body.error.details.field, "data");
+  });
+
   test(name("an unknown action is 400 VALIDATION_ERROR"), async () => {
     const response = await api(group, { action: "no_such_action", data: {} }, await allowed());
     expectError(response, 400, "VALIDATION_ERROR");

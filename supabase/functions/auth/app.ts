@@ -40,8 +40,8 @@ async function issueToken(c: Context) {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
   }).auth;
   const { data, error } = grantType === "password"
-    ? await auth.signInWithPassword(validate(passwordGrant, body))
-    : await auth.refreshSession(validate(refreshGrant, body));
+    ? await auth.signInWithPassword(validate(passwordGrant, body, "body"))
+    : await auth.refreshSession(validate(refreshGrant, body, "body"));
   if (error || !data.session) {
     const status = (error as { status?: number } | null)?.status;
     if (status === 401 || (status && status >= 500)) {
