@@ -65,17 +65,13 @@ async function mintDemoKeys(databaseUrl: string): Promise<DemoOrg[]> {
     const orgs: DemoOrg[] = [];
     for (const org of DEMO_ORGS) {
       const keys = {} as DemoOrg["keys"];
-      for (
-        const [name, spec] of Object.entries(DEMO_KEYS) as [
-          keyof typeof DEMO_KEYS,
-          typeof DEMO_KEYS[keyof typeof DEMO_KEYS],
-        ][]
-      ) {
-        const minted = await mintApiKey(sql, {
-          name: `demo ${name}`,
-          ...spec,
-          scopes: [...spec.scopes],
-        }, org.org_id);
+      for (const name of Object.keys(DEMO_KEYS) as (keyof typeof DEMO_KEYS)[]) {
+        const spec = DEMO_KEYS[name];
+        const minted = await mintApiKey(
+          sql,
+          { name: `demo ${name}`, ...spec, scopes: [...spec.scopes] },
+          org.org_id,
+        );
         keys[name] = minted.key;
       }
       orgs.push({ ...org, user: { ...org.user }, keys });

@@ -96,11 +96,20 @@ export function newApp(basePath: string) {
   return app;
 }
 
-function resolveAction(actions: Action[], named: unknown, suffix: string | undefined): Action {
+/** Finds the action a request names by its body's `action` and its optional path suffix. */
+function actionResolver(actions: Action[]) {
   const byName = new Map(actions.map((a) => [a.name, a]));
-  const bySuffix = suffix === undefined
-    ? undefined
-    : actions.find((a) => (a.paths ?? [a.name]).includes(suffix));
+  const bySuffixes = new Map(actions.flatMap((a) => (a.paths ?? [a.name]).map((p) => [p, a])));
+  return (named: unknown, suffix: string | undefined) =>
+    resolveAction(byName, suffix === undefined ? undefined : bySuffixes.get(suffix), named, suffix);
+}
+
+function resolveAction(
+  byName: Map<string, Action>,
+  bySuffix: Action | undefined,
+  named: unknown,
+  suffix: string | undefined,
+): Action {
   if (suffix !== undefined && !bySuffix) {
     throw new ApiError("RESOURCE_NOT_FOUND", `No endpoint at '${suffix}'.`);
   }
@@ -166,11 +175,12 @@ export interface GroupOptions {
 export function createGroupApp(group: string, actions: Action[], options: GroupOptions = {}) {
   const app = newApp(`/${group}`);
   options.extraRoutes?.(app);
+  const findAction = actionResolver(actions);
 
   const dispatch = async (c: Context) => {
     const principal = c.get("principal");
     const body = envelopeOf(c.get("body"));
-    const action = resolveAction(actions, body.action, c.req.param("suffix"));
+    const action = findAction(body.action, c.req.param("suffix"));
     checkAccess(action, principal);
     const rawData = body.data ?? {};
 

@@ -7,6 +7,8 @@ import { ApiError } from "../errors.ts";
 import { type Principal, type Scope, scopesForRole } from "../principal.ts";
 import type { RateLimitState } from "./rate-limit.ts";
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 const invalid = (message: string) => new ApiError("AUTH_INVALID_TOKEN", message);
 
 /** The credential of a request: `X-API-Key`, or `Authorization: Bearer` (a key or a JWT). */
@@ -97,7 +99,6 @@ async function authenticateUser(token: string): Promise<[Principal, RateLimitSta
     }
     throw invalid("The token is not valid.");
   }
-  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   if (
     payload.role !== "authenticated" || typeof payload.sub !== "string" || !UUID.test(payload.sub)
   ) {
