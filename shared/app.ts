@@ -63,22 +63,47 @@ export function envelope(data: unknown) {
   return { success: true as const, data };
 }
 
-/** The error envelope for anything thrown: ApiErrors as they are, the rest as 500. */
+/** The error envelope for anything thrown: ApiErrors as they are, the rest as 500/503. */
 export function errorResponse(c: Context, error: unknown) {
-  if (error instanceof ApiError) {
-    return c.json(error.toBody(), error.status as never, error.options.headers);
-  }
+  const apiError = error instanceof ApiError ? error : unexpected(c, error);
+  return c.json(apiError.toBody(), apiError.status as never, apiError.options.headers);
+}
+
+/** postgres.js and socket error codes that mean the database cannot be reached right now. */
+const DATABASE_UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "57P01", // admin_shutdown
+  "57P03", // cannot_connect_now (starting up)
+]);
+
+/** Logs an unexpected error (message only, never request data) and says what to do. */
+function unexpected(c: Context, error: unknown): ApiError {
   console.error(JSON.stringify({
     level: "error",
     request_id: c.get("requestId"),
     path: new URL(c.req.url).pathname,
     error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
   }));
-  const internal = new ApiError(
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && DATABASE_UNREACHABLE.has(code)) {
+    return new ApiError(
+      "SERVICE_UNAVAILABLE",
+      "The database is unavailable. Retry in a few seconds.",
+      {
+        headers: { "Retry-After": "5" },
+      },
+    );
+  }
+  return new ApiError(
     "INTERNAL_ERROR",
     "An unexpected error occurred. Retry with exponential backoff; quote the X-Request-Id if it persists.",
   );
-  return c.json(internal.toBody(), 500);
 }
 
 /** A Hono app with the request id, CORS and error envelope every function shares. */

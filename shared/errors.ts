@@ -19,7 +19,7 @@ export const ERROR_CODES = {
   RATE_LIMIT_EXCEEDED: 429,
   INTERNAL_ERROR: 500,
   INTEGRATION_ERROR: 502,
-  SERVICE_UNAVAILABLE: 503, // not in the spec: readiness check failed
+  SERVICE_UNAVAILABLE: 503, // the database is unreachable, or the readiness check failed
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
