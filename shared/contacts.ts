@@ -66,7 +66,7 @@ export type CreateContact = z.output<typeof createContactInput>;
 export type UpdateContact = z.output<typeof updateContactInput>;
 export type ListContacts = z.output<typeof listContactsInput>;
 
-interface ContactRow {
+export interface ContactRow {
   id: string;
   type: string;
   name: string;

@@ -4,6 +4,7 @@
  * a bare Deno server running the same SELECT (tests/bench/baseline-server.ts).
  */
 import { mintApiKey } from "../../shared/api-keys.ts";
+import type { ContactRow } from "../../shared/contacts.ts";
 import { compare, printComparison } from "./compare.ts";
 import { profileContactsList } from "./contacts-profile.ts";
 import { type BenchContext, type BenchSection, startDenoServer } from "./context.ts";
@@ -21,19 +22,9 @@ const SECTORS = ["Robotics", "Bakery", "Logistics", "Studio", "Clinic"];
 const TAGS = ["vip", "lead", "customer", "newsletter", "churn-risk", "partner", "b2b", "event"];
 const SOURCES = ["web", "referral", "import", "fair", "ads"];
 
-interface SeedContact {
-  id: string;
+interface SeedContact extends ContactRow {
   org_id: string;
   environment: "live";
-  type: "person" | "company";
-  name: string;
-  email: string | null;
-  phone: string | null;
-  company_id: string | null;
-  tags: string[];
-  custom_fields: Record<string, unknown>;
-  created_at: Date;
-  updated_at: Date;
 }
 
 function seedContacts(orgId: string): SeedContact[] {
