@@ -173,26 +173,15 @@ create policy api_keys_admins on public.api_keys for all to authenticated
 -- ---------------------------------------------------------------------------------------
 -- Rate limits: per organization, fixed one-minute and one-second windows.
 -- Unlogged: counters are worth nothing after a crash and must not cost a WAL flush.
--- Sharded by database connection: every request of an organization updating one row
--- would queue them all on that row's lock (measured: 3× the cost of the whole lookup).
--- Each connection counts in its own shard; the limit is checked against the sum.
 -- ---------------------------------------------------------------------------------------
 
 create unlogged table private.rate_limit_counters (
-  org_id text not null,
+  org_id text primary key,
   minute_start timestamptz not null,
   minute_count int not null,
   second_start timestamptz not null,
-  second_count int not null,
-  shard smallint not null default 0,
-  primary key (org_id, shard)
+  second_count int not null
 );
-
--- The shard this database connection counts in.
-create function private.rate_limit_shard() returns smallint
-language sql stable
-set search_path = ''
-as $$ select (pg_backend_pid() % 16)::smallint $$;
 
 -- Counts one request of an organization and says whether it may proceed.
 -- exceeded is null when it may, else 'minute' or 'second' (the burst limit).
@@ -229,18 +218,13 @@ begin
   end if;
 
   insert into private.rate_limit_counters as c
-    values (p_org_id, this_minute, 1, this_second, 1, private.rate_limit_shard())
-  on conflict (org_id, shard) do update set
+    values (p_org_id, this_minute, 1, this_second, 1)
+  on conflict (org_id) do update set
     minute_count = case when c.minute_start = this_minute then c.minute_count + 1 else 1 end,
     minute_start = this_minute,
     second_count = case when c.second_start = this_second then c.second_count + 1 else 1 end,
-    second_start = this_second;
-  -- Other shards' counts as committed: concurrent requests may overshoot by a few.
-  select coalesce(sum(c.minute_count) filter (where c.minute_start = this_minute), 0) as minute_count,
-         coalesce(sum(c.second_count) filter (where c.second_start = this_second), 0) as second_count
-    into counts
-  from private.rate_limit_counters c
-  where c.org_id = p_org_id;
+    second_start = this_second
+  returning c.minute_count, c.second_count into counts;
 
   limit_per_minute := coalesce(per_minute, 2147483647);
   limit_per_second := per_second;

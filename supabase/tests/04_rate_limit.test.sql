@@ -113,11 +113,10 @@ declare
 begin
   for attempt in 1..5 loop
     t0 := clock_timestamp();
-    -- Into this connection's shard, the row consume_rate_limit counts in.
     insert into private.rate_limit_counters as c
       values (p_org, date_trunc('minute', t0), p_minute_count,
-              date_trunc('second', t0), p_second_count, private.rate_limit_shard())
-    on conflict (org_id, shard) do update set minute_start = excluded.minute_start,
+              date_trunc('second', t0), p_second_count)
+    on conflict (org_id) do update set minute_start = excluded.minute_start,
       minute_count = excluded.minute_count, second_start = excluded.second_start,
       second_count = excluded.second_count;
     select to_jsonb(r) into result from private.consume_rate_limit(p_org) r;
