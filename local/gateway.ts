@@ -6,6 +6,7 @@
  * Env: PORT, SUPABASE_DB_URL, SUPABASE_URL, BIVELIO_JWT_SECRET, BIVELIO_ANON_KEY,
  * BIVELIO_SERVICE_ROLE_KEY.
  */
+import { getPath } from "hono/utils/url";
 import postgres from "postgres";
 import { ApiError } from "../shared/errors.ts";
 import { createAuthEmulator } from "./auth-emulator.ts";
@@ -13,7 +14,7 @@ import { createAuthEmulator } from "./auth-emulator.ts";
 type FetchHandler = (request: Request) => Response | Promise<Response>;
 
 const FUNCTIONS_DIR = new URL("../supabase/functions/", import.meta.url);
-const ROUTE = /^\/(?:functions\/)?v1\/([a-z0-9_-]+)(\/.*)?$/;
+const ROUTE = /^\/(?:functions\/)?v1\/([a-z0-9_-]+)(?:\/|$)/;
 
 /** Every function folder with an app.ts (folders starting with `_` are shared code). */
 async function loadFunctions(): Promise<Map<string, FetchHandler>> {
@@ -49,14 +50,11 @@ function notFound(path: string) {
 
 const port = Number(env("PORT"));
 Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request) => {
-  const url = new URL(request.url);
-  if (url.pathname.startsWith("/auth/v1/")) return authEmulator(request);
-  const match = ROUTE.exec(url.pathname);
+  const path = getPath(request);
+  if (path.startsWith("/auth/v1/")) return authEmulator(request);
+  const match = ROUTE.exec(path);
   const app = match && functions.get(match[1]);
-  if (!app) return notFound(url.pathname);
-  url.pathname = `/${match[1]}${match[2] ?? ""}`;
-  // Copy only what a function sees (not the signal: Deno warns when it is read).
-  const { method, headers, body } = request;
-  return app(new Request(url, { method, headers, body }));
+  // The function strips the /v1 or /functions/v1 prefix itself (shared/app.ts).
+  return app ? app(request) : notFound(path);
 });
 console.log(`gateway listening on http://127.0.0.1:${port} (${[...functions.keys()].join(", ")})`);

@@ -7,6 +7,7 @@
  *   → idempotency → zod validation of `data` → handler (in an RLS transaction) → envelope
  */
 import { type Context, Hono } from "hono";
+import { getPath } from "hono/utils/url";
 import type { z } from "zod";
 import { type Tx, withClaims } from "./db.ts";
 import { ApiError } from "./errors.ts";
@@ -106,9 +107,21 @@ function unexpected(c: Context, error: unknown): ApiError {
   );
 }
 
+/**
+ * The path a function routes on. Supabase hands a function `/<name>/…`; the local gateway
+ * passes `/v1/<name>/…` and `/functions/v1/<name>/…` through unchanged (no copy of the
+ * request), so those prefixes are dropped here.
+ */
+function functionPath(request: Request) {
+  const path = getPath(request);
+  if (path.startsWith("/v1/")) return path.slice(3);
+  if (path.startsWith("/functions/v1/")) return path.slice(13);
+  return path;
+}
+
 /** A Hono app with the request id, CORS and error envelope every function shares. */
 export function newApp(basePath: string) {
-  const app = new Hono().basePath(basePath);
+  const app = new Hono({ getPath: functionPath }).basePath(basePath);
   app.use("*", requestId());
   app.use("*", cors());
   app.onError((error, c) => errorResponse(c, error));
