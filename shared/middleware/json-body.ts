@@ -2,6 +2,8 @@ import type { MiddlewareHandler } from "hono";
 import { ApiError } from "../errors.ts";
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+/** Invalid UTF-8 is refused rather than silently replaced. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number) {
   if (!body) return new Uint8Array();
@@ -51,7 +53,7 @@ export function jsonBody(limit = DEFAULT_BODY_LIMIT): MiddlewareHandler {
       });
     }
     try {
-      c.set("body", JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)));
+      c.set("body", JSON.parse(strictUtf8.decode(bytes)));
     } catch {
       throw new ApiError("VALIDATION_ERROR", "The request body is not valid JSON.", {
         details: { field: "body", constraint: "json" },
