@@ -27,16 +27,22 @@ test("every authenticated response carries X-RateLimit-Limit/Remaining/Reset of 
 test("over the per-minute limit: 429 with the spec's body, Retry-After and rate-limit headers", async () => {
   const org = await createTestOrg({ plan: "starter" });
   const key = await org.key();
-  // Fill this minute's window as 100 earlier requests would have.
-  await db`
-    insert into private.rate_limit_counters values
-      (${org.orgId}, date_trunc('minute', clock_timestamp()), 100, date_trunc('second', clock_timestamp()), 0)
-  `;
-  const response = await api("contacts", list, { key });
-  if (response.status === 200) {
-    // The minute rolled over between the insert and the request: the window restarted.
-    assert.equal(response.headers.get("x-ratelimit-remaining"), "99");
-    return;
+  // Fill this minute's window as 100 earlier requests would have. Should the minute roll
+  // over between that and the request (the window restarts), fill it again.
+  const fillAndCall = async () => {
+    await db`
+      insert into private.rate_limit_counters as c values
+        (${org.orgId}, date_trunc('minute', clock_timestamp()), 100,
+         date_trunc('second', clock_timestamp()), 0)
+      on conflict (org_id) do update
+        set minute_start = excluded.minute_start, minute_count = 100,
+            second_start = excluded.second_start, second_count = 0
+    `;
+    return await api("contacts", list, { key });
+  };
+  let response = await fillAndCall();
+  for (let attempt = 0; response.status === 200 && attempt < 2; attempt++) {
+    response = await fillAndCall();
   }
   expectError(response, 429, "RATE_LIMIT_EXCEEDED");
   const { error } = response.body;
