@@ -8,13 +8,13 @@
  */
 import { getPath } from "hono/utils/url";
 import postgres from "postgres";
+import { functionPath } from "../shared/app.ts";
 import { ApiError } from "../shared/errors.ts";
 import { createAuthEmulator } from "./auth-emulator.ts";
 
 type FetchHandler = (request: Request) => Response | Promise<Response>;
 
 const FUNCTIONS_DIR = new URL("../supabase/functions/", import.meta.url);
-const ROUTE = /^\/(?:functions\/)?v1\/([a-z0-9_-]+)(?:\/|$)/;
 
 /** Every function folder with an app.ts (folders starting with `_` are shared code). */
 async function loadFunctions(): Promise<Map<string, FetchHandler>> {
@@ -52,9 +52,9 @@ const port = Number(env("PORT"));
 Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request) => {
   const path = getPath(request);
   if (path.startsWith("/auth/v1/")) return authEmulator(request);
-  const match = ROUTE.exec(path);
-  const app = match && functions.get(match[1]);
-  // The function strips the /v1 or /functions/v1 prefix itself (shared/app.ts).
+  // The same prefix rule the functions route by (they strip it themselves, uncopied).
+  const inner = functionPath(request);
+  const app = inner !== path && functions.get(inner.split("/")[1]);
   return app ? app(request) : notFound(path);
 });
 console.log(`gateway listening on http://127.0.0.1:${port} (${[...functions.keys()].join(", ")})`);

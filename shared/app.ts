@@ -112,7 +112,7 @@ function unexpected(c: Context, error: unknown): ApiError {
  * passes `/v1/<name>/…` and `/functions/v1/<name>/…` through unchanged (no copy of the
  * request), so those prefixes are dropped here.
  */
-function functionPath(request: Request) {
+export function functionPath(request: Request) {
   const path = getPath(request);
   if (path.startsWith("/v1/")) return path.slice(3);
   if (path.startsWith("/functions/v1/")) return path.slice(13);

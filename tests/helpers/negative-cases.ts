@@ -6,7 +6,7 @@
  * Each case asserts the status, the envelope's error code and the X-Request-Id header.
  */
 import assert from "node:assert/strict";
-import { generateApiKey } from "../../shared/api-key-format.ts";
+import { generateApiKey, hashApiKey } from "../../shared/api-key-format.ts";
 import type { Scope } from "../../shared/principal.ts";
 import { api, type ApiResponse, createTestOrg, db, signJwt, test, type TestOrg } from "./stack.ts";
 
@@ -77,13 +77,15 @@ export function negativeCases(endpoint: EndpointUnderTest) {
 
   test(name("a revoked key is 401 AUTH_INVALID_TOKEN"), async () => {
     const key = await (await orgOnce()).key();
-    await db`update public.api_keys set revoked_at = now() where key_hash = encode(sha256(convert_to(${key}, 'UTF8')), 'hex')`;
+    await db`update public.api_keys set revoked_at = now() where key_hash = ${hashApiKey(key)}`;
     expectError(await api(path, await validBody(), { key }), 401, "AUTH_INVALID_TOKEN");
   });
 
   test(name("an expired key is 401 AUTH_EXPIRED_TOKEN"), async () => {
     const key = await (await orgOnce()).key();
-    await db`update public.api_keys set expires_at = now() - interval '1 second' where key_hash = encode(sha256(convert_to(${key}, 'UTF8')), 'hex')`;
+    await db`update public.api_keys set expires_at = now() - interval '1 second' where key_hash = ${
+      hashApiKey(key)
+    }`;
     expectError(await api(path, await validBody(), { key }), 401, "AUTH_EXPIRED_TOKEN");
   });
 
