@@ -1,6 +1,7 @@
 /**
  * Brings up the whole local stack: PostgreSQL 15 with pg_cron, the Supabase bootstrap,
- * migrations, the seed and demo keys (first start only), and the gateway. Used by
+ * migrations, the seed and demo keys (first start only), the gateway and the worker
+ * (restarted whenever it dies, as a process manager would in production). Used by
  * `deno task start` (durable, in .bivelio/) and by the tests and benchmarks (throwaway).
  */
 import postgres from "postgres";
@@ -27,6 +28,8 @@ export interface StackInfo {
   jwt_secret: string;
   anon_key: string;
   service_role_key: string;
+  /** Files holding the pid of each running worker process (tests kill workers by it). */
+  worker_pid_files: string[];
   orgs: DemoOrg[];
 }
 
@@ -35,6 +38,10 @@ export interface StackOptions {
   pgPort: number;
   apiPort: number;
   durable: boolean;
+  /** Worker processes to run (default 1). */
+  workers?: number;
+  /** The workers' job lease (default 30 s; tests use a short one to recover fast). */
+  leaseSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -101,6 +108,50 @@ async function waitForHealth(url: string, gateway: Deno.ChildProcess) {
   );
 }
 
+/**
+ * Runs `local/worker.ts` and starts it again whenever it exits, until stopped. Its pid is
+ * kept in `pidFile`.
+ */
+function superviseWorker(
+  env: Record<string, string>,
+  pidFile: string,
+  log: (line: string) => void,
+) {
+  let child: Deno.ChildProcess | undefined;
+  let stopping = false;
+  const spawn = () => {
+    child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--config",
+        new URL("deno.json", ROOT).pathname,
+        new URL("local/worker.ts", ROOT).pathname,
+      ],
+      env,
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    Deno.writeTextFileSync(pidFile, String(child.pid));
+    const current = child;
+    current.status.then((status) => {
+      if (stopping || current !== child) return;
+      log(`worker exited (${status.signal ?? status.code}); starting it again`);
+      setTimeout(() => !stopping && spawn(), 200);
+    });
+  };
+  spawn();
+  return async () => {
+    stopping = true;
+    try {
+      child?.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    await child?.status;
+  };
+}
+
 export async function startStack(options: StackOptions): Promise<RunningStack> {
   const log = options.log ?? (() => {});
   await ensurePostgresInstalled(log);
@@ -110,7 +161,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   log(`PostgreSQL 15 with pg_cron on ${dbUrl}`);
 
   const { wasEmpty } = await migrate(dbUrl, log);
-  let info = wasEmpty ? null : readInfo(infoPath);
+  let info: StackInfo | null = wasEmpty ? null : readInfo(infoPath);
   const apiUrl = `http://127.0.0.1:${options.apiPort}`;
   if (!info) {
     if (wasEmpty) {
@@ -124,10 +175,22 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       jwt_secret: jwtSecret,
       anon_key: await signApiRoleKey(jwtSecret, "anon"),
       service_role_key: await signApiRoleKey(jwtSecret, "service_role"),
+      worker_pid_files: [],
       orgs: await mintDemoKeys(dbUrl),
     };
   }
-  info = { ...info, api_url: apiUrl, db_url: dbUrl };
+  const workerPidFiles = Array.from(
+    { length: options.workers ?? 1 },
+    (_, n) => `${options.stateDir}/worker-${n + 1}.pid`,
+  );
+  info = { ...info, api_url: apiUrl, db_url: dbUrl, worker_pid_files: workerPidFiles };
+  const functionEnv = {
+    SUPABASE_DB_URL: dbUrl,
+    SUPABASE_URL: apiUrl,
+    BIVELIO_JWT_SECRET: info.jwt_secret,
+    // Local receivers (webhooks, http_request steps) run on this machine.
+    BIVELIO_ALLOW_LOOPBACK_TARGETS: "1",
+  };
 
   const gateway = new Deno.Command(Deno.execPath(), {
     args: [
@@ -138,10 +201,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       new URL("local/gateway.ts", ROOT).pathname,
     ],
     env: {
+      ...functionEnv,
       PORT: String(options.apiPort),
-      SUPABASE_DB_URL: dbUrl,
-      SUPABASE_URL: apiUrl,
-      BIVELIO_JWT_SECRET: info.jwt_secret,
       BIVELIO_ANON_KEY: info.anon_key,
       BIVELIO_SERVICE_ROLE_KEY: info.service_role_key,
     },
@@ -156,6 +217,17 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await stopCluster(dataDir);
     throw error;
   }
+  const stopWorkers = workerPidFiles.map((pidFile) =>
+    superviseWorker(
+      {
+        ...functionEnv,
+        BIVELIO_WORKER_LEASE_SECONDS: String(options.leaseSeconds ?? 30),
+      },
+      pidFile,
+      log,
+    )
+  );
+  log(`${workerPidFiles.length} worker process(es) running the job queue`);
   Deno.writeTextFileSync(infoPath, JSON.stringify(info, null, 2) + "\n");
 
   let stopped = false;
@@ -164,6 +236,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      await Promise.all(stopWorkers.map((stopWorker) => stopWorker()));
       try {
         gateway.kill("SIGTERM");
       } catch {

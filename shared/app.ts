@@ -37,7 +37,7 @@ export interface ActionContext<Data> {
   requestId: string;
 }
 
-export interface Action<S extends z.ZodType = z.ZodType> {
+export interface Action<S extends z.ZodType = z.ZodType, Result = unknown> {
   /** The `action` value in the body. */
   name: string;
   /** One line for the API reference. */
@@ -54,11 +54,21 @@ export interface Action<S extends z.ZodType = z.ZodType> {
    */
   replayable?: boolean;
   input: S;
-  handler(ctx: ActionContext<z.output<S>>): Promise<unknown>;
+  handler(ctx: ActionContext<z.output<S>>): Promise<Result>;
+  /**
+   * Runs after the handler's transaction has committed and gives the response instead
+   * (sync workflow execute waits for the instance here). An Idempotency-Key replay
+   * returns the handler's committed result.
+   */
+  afterCommit?(
+    result: Result,
+    ctx: { data: z.output<S>; principal: Principal },
+  ): Promise<unknown>;
 }
 
 /** Declares an action with its input schema; `handler` gets the parsed data. */
-export const defineAction = <S extends z.ZodType>(action: Action<S>): Action => action as never;
+export const defineAction = <S extends z.ZodType, Result>(action: Action<S, Result>): Action =>
+  action as never;
 
 export function envelope(data: unknown) {
   return { success: true as const, data };
@@ -249,6 +259,9 @@ export function createGroupApp(group: string, actions: Action[], options: GroupO
         if (idempotency.kind === "claimed") await idempotency.claim.complete(tx, 200, output);
         return output;
       });
+      if (action.afterCommit) {
+        return c.json(envelope(await action.afterCommit(result.data, { data, principal })), 200);
+      }
       return c.json(result, 200);
     } catch (error) {
       if (idempotency.kind === "claimed") await idempotency.claim.release();

@@ -49,14 +49,24 @@ export interface RequestClaims {
  * round trips (that write, then COMMIT) instead of four. If BEGIN or the claims failed,
  * fn's queries fail with them.
  */
-export async function withClaims<T>(claims: RequestClaims, fn: (tx: Tx) => Promise<T>): Promise<T> {
+export async function withClaims<T>(
+  claims: RequestClaims,
+  fn: (tx: Tx) => Promise<T>,
+  /** More transaction-local settings (the worker's `bivelio.chain_depth`). */
+  settings: Record<string, string> = {},
+): Promise<T> {
   const tx = await getPool().reserve();
   try {
+    const extra = Object.entries(settings).reduce(
+      (sql, [name, value]) => tx`${sql}, set_config(${name}, ${value}, true)`,
+      tx``,
+    );
     const [, , result] = await Promise.all([
       tx`begin`.execute(),
       tx`
         select set_config('role', 'authenticated', true),
                set_config('request.jwt.claims', ${JSON.stringify(claims)}, true)
+               ${extra}
       `.execute(),
       fn(tx),
     ]);

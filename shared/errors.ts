@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   RESOURCE_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405, // not in the spec: a method other than POST (or GET on health)
   WORKFLOW_ALREADY_RUNNING: 409,
+  WORKFLOW_INACTIVE: 409, // not in the spec: executing an inactive or archived workflow
+  INSTANCE_FINISHED: 409, // not in the spec: cancelling an instance that already ended
   AGENT_INACTIVE: 409,
   IDEMPOTENCY_KEY_IN_USE: 409, // not in the spec: same Idempotency-Key still in flight
   PAYLOAD_TOO_LARGE: 413, // not in the spec: body over the endpoint's size limit

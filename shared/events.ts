@@ -1,19 +1,21 @@
 import type { Tx } from "./db.ts";
 
-/** The spec's webhook event names. */
-export type EventType =
-  | "workflow.completed"
-  | "workflow.failed"
-  | "message.received"
-  | "message.sent"
-  | "contact.created"
-  | "contact.updated"
-  | "invoice.created"
-  | "invoice.paid"
-  | "case.created"
-  | "case.updated"
-  | "agent.executed"
-  | "document.processed";
+/** The spec's event names (webhook subscriptions, event-triggered workflows). */
+export const EVENT_TYPES = [
+  "workflow.completed",
+  "workflow.failed",
+  "message.received",
+  "message.sent",
+  "contact.created",
+  "contact.updated",
+  "invoice.created",
+  "invoice.paid",
+  "case.created",
+  "case.updated",
+  "agent.executed",
+  "document.processed",
+] as const;
+export type EventType = typeof EVENT_TYPES[number];
 
 /**
  * Writes an event to the outbox inside the caller's transaction, so the event exists if

@@ -42,9 +42,21 @@ export function validate<S extends z.ZodType>(
 ): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
+  throw validationError(result.error.issues[0], input, rootName);
+}
+
+/**
+ * The VALIDATION_ERROR for one zod issue of `input`. `inside` names where `input` sits in
+ * the request (`steps.2.config`) when it is part of it.
+ */
+export function validationError(
+  issue: z.core.$ZodIssue,
+  input: unknown,
+  rootName = "data",
+  inside: string[] = [],
+) {
   const path = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]] : issue.path;
-  const field = path.length > 0 ? path.join(".") : rootName;
+  const field = [...inside, ...path].join(".") || rootName;
   const present = valueAt(input, issue.path) !== undefined;
   const constraint = constraintOf(issue, present);
   const message = constraint === "required"
@@ -52,5 +64,5 @@ export function validate<S extends z.ZodType>(
     : constraint === "unknown_field"
     ? `The '${field}' field is not recognised.`
     : `The '${field}' field is invalid: ${issue.message}`;
-  throw new ApiError("VALIDATION_ERROR", message, { details: { field, constraint } });
+  return new ApiError("VALIDATION_ERROR", message, { details: { field, constraint } });
 }

@@ -39,6 +39,8 @@ const stack = await startStack({
   pgPort: freePort(),
   apiPort: freePort(),
   durable: false,
+  // Short leases so the crash test's killed workers' jobs are picked up again quickly.
+  leaseSeconds: 3,
   log: (line) => console.log(`[stack] ${line}`),
 });
 

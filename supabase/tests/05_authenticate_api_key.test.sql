@@ -127,8 +127,8 @@ set local request.jwt.claims = '{"role":"authenticated","org_id":"org_auth_a","e
 select throws_ok(
   $$select * from private.authenticate_api_key('hash_auth_ok')$$,
   '42501',
-  'permission denied for table api_keys',
-  'authenticated cannot run authenticate_api_key (key_hash is not readable)'
+  'permission denied for function authenticate_api_key',
+  'authenticated cannot run authenticate_api_key (only the API''s service connection may)'
 );
 reset role;
 

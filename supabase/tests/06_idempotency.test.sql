@@ -91,7 +91,7 @@ select throws_ok(
 select throws_ok(
   $$select * from private.claim_idempotency_key('org_idem_a', 'live', 'k9', 'hash9')$$,
   '42501',
-  'permission denied for table idempotency_keys',
+  'permission denied for function claim_idempotency_key',
   'authenticated cannot claim keys itself'
 );
 reset role;

@@ -1,0 +1,27 @@
+/**
+ * The worker as a long-running process: what `deno task start` runs beside the gateway
+ * (and restarts if it dies). It LISTENs for new jobs, so work starts at once. Settings:
+ * SUPABASE_DB_URL, BIVELIO_WORKER_CONCURRENCY (default 16), BIVELIO_WORKER_LEASE_SECONDS
+ * (default 30). SIGTERM/SIGINT: stop claiming, finish running jobs, exit.
+ */
+import { closeDb } from "../shared/db.ts";
+import { JOB_HANDLERS } from "../shared/job-handlers.ts";
+import { Worker } from "../shared/worker.ts";
+
+const setting = (name: string, fallback: number) => Number(Deno.env.get(name) ?? fallback);
+
+const worker = new Worker({
+  handlers: JOB_HANDLERS,
+  concurrency: setting("BIVELIO_WORKER_CONCURRENCY", 16),
+  leaseSeconds: setting("BIVELIO_WORKER_LEASE_SECONDS", 30),
+});
+
+const stop = async () => {
+  await worker.stop();
+  await closeDb();
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGTERM", stop);
+Deno.addSignalListener("SIGINT", stop);
+
+await worker.run();

@@ -1,0 +1,7 @@
+/** What the worker runs for each kind of job in `private.jobs`. */
+import type { JobHandler, JobKind } from "./worker.ts";
+import { runWorkflowJob } from "./workflows/engine.ts";
+
+export const JOB_HANDLERS: Partial<Record<JobKind, JobHandler>> = {
+  workflow: runWorkflowJob,
+};

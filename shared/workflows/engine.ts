@@ -1,0 +1,397 @@
+/**
+ * Runs workflow instances: the worker's handler for `workflow` jobs.
+ *
+ * A job is one instance. The worker that holds its lease runs the steps in order and
+ * commits their records in transactions that act for the instance's organization and
+ * environment (role `authenticated` with its claims, so RLS applies to every step):
+ * - pure steps (set, condition) run in memory and are written with the next commit: they
+ *   give the same result when re-run after a crash;
+ * - a transactional step (create_contact) makes its change in the commit that records it,
+ *   so a retried step cannot make it twice;
+ * - an external step (http_request) sends an idempotency key that is the same on every
+ *   attempt, then commits its response;
+ * - a delay or a retry's backoff commits a `resume_at` and reschedules the job;
+ * - the last commit sets the final state and writes workflow.completed/failed to the
+ *   events outbox in the same transaction.
+ * Each commit first updates the instance (a cancelled one stops the run) and then checks
+ * the lease (a worker whose lease ran out stops), always in that order, the same order a
+ * cancel locks them in.
+ */
+import { type RequestClaims, serviceSql, type Tx, withClaims } from "../db.ts";
+import { emitEvent } from "../events.ts";
+import { validationError } from "../validation.ts";
+import { type Lease, MAX_CLAIMS } from "../worker.ts";
+import type { StepDefinition } from "./definitions.ts";
+import { isFinished } from "./instances.ts";
+import { STEP_TYPES, StepFailure, type StepOutcome } from "./steps.ts";
+import { render, TemplateError } from "./templates.ts";
+
+interface InstanceState {
+  id: string;
+  org_id: string;
+  environment: "live" | "test";
+  workflow_id: string;
+  workflow_name: string;
+  workflow_version: number;
+  status: string;
+  current_step: number;
+  input: Record<string, unknown>;
+  chain_depth: number;
+  started_at: Date;
+}
+
+interface StepRecord {
+  step_id: string;
+  position: number;
+  type: string;
+  status: "completed" | "waiting" | "retrying" | "failed" | "skipped";
+  attempts: number;
+  output: unknown;
+  error: { code: string; message: string; details?: unknown } | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  resume_at: Date | null;
+}
+
+/** Versions never change once written, so each worker keeps the steps it has read. */
+const versionSteps = new Map<string, StepDefinition[]>();
+
+async function loadSteps(workflowId: string, version: number) {
+  const key = `${workflowId}@${version}`;
+  let steps = versionSteps.get(key);
+  if (!steps) {
+    const [row] = await serviceSql()<{ steps: StepDefinition[] }[]>`
+      select steps from public.workflow_versions
+      where workflow_id = ${workflowId} and version = ${version}
+    `;
+    steps = row.steps;
+    versionSteps.set(key, steps);
+  }
+  return steps;
+}
+
+async function loadInstance(id: string) {
+  const sql = serviceSql();
+  const [[instance], records] = await Promise.all([
+    sql<InstanceState[]>`
+      select i.id, i.org_id, i.environment, i.workflow_id, w.name as workflow_name,
+             i.workflow_version, i.status, i.current_step, i.input, i.chain_depth, i.started_at
+      from public.workflow_instances i join public.workflows w on w.id = i.workflow_id
+      where i.id = ${id}
+    `,
+    sql<StepRecord[]>`
+      select step_id, position, type, status, attempts, output, error, started_at, finished_at,
+             resume_at
+      from public.workflow_step_runs where instance_id = ${id}
+    `,
+  ]);
+  return instance ? { instance, records } : null;
+}
+
+/** Backoff before a failed step's next attempt: 1 s, 2 s, 4 s … at most 10 minutes. */
+export const stepRetryDelayMs = (attempt: number) => Math.min(1000 * 2 ** (attempt - 1), 600_000);
+
+/** The commit was refused: the instance was cancelled, or another worker has the job. */
+class RunStopped extends Error {}
+
+type Ending =
+  | { kind: "continue" }
+  | { kind: "reschedule"; at: Date }
+  | { kind: "completed"; output: unknown }
+  | { kind: "failed"; error: NonNullable<StepRecord["error"]> };
+
+export async function runWorkflowJob(lease: Lease) {
+  const loaded = await loadInstance(lease.job.ref);
+  if (!loaded || isFinished(loaded.instance.status)) {
+    await lease.finish(serviceSql());
+    return;
+  }
+  const steps = await loadSteps(loaded.instance.workflow_id, loaded.instance.workflow_version);
+  try {
+    await new InstanceRun(loaded.instance, steps, loaded.records, lease).run();
+  } catch (error) {
+    if (!(error instanceof RunStopped)) throw error;
+  }
+}
+
+class InstanceRun {
+  /** Outputs of the steps that completed, for templates. */
+  #outputs: Record<string, unknown> = {};
+  #records = new Map<string, StepRecord>();
+  /** Records not yet committed. */
+  #unsaved: StepRecord[] = [];
+  #position: number;
+  #lastOutput: unknown = null;
+  #claims: RequestClaims;
+
+  constructor(
+    readonly instance: InstanceState,
+    readonly steps: StepDefinition[],
+    records: StepRecord[],
+    readonly lease: Lease,
+  ) {
+    for (const record of records) {
+      this.#records.set(record.step_id, record);
+      if (record.status === "completed") {
+        this.#outputs[record.step_id] = record.output;
+        this.#lastOutput = record.output;
+      }
+    }
+    this.#position = instance.current_step;
+    this.#claims = {
+      role: "authenticated",
+      org_id: instance.org_id,
+      environment: instance.environment,
+      workflow_instance_id: instance.id,
+    };
+  }
+
+  async run() {
+    if (this.lease.job.claims > MAX_CLAIMS) {
+      const step = this.steps[this.#position - 1];
+      await this.#commit({
+        kind: "failed",
+        error: {
+          code: "WORKER_CRASHED",
+          message:
+            `The worker stopped ${MAX_CLAIMS} times while running step '${step?.id}'; giving up.`,
+        },
+      });
+      return;
+    }
+    while (this.#position <= this.steps.length) {
+      const ending = await this.#runStep(this.steps[this.#position - 1]);
+      if (ending.kind !== "continue") return;
+    }
+    await this.#commit({ kind: "completed", output: this.#lastOutput });
+  }
+
+  async #runStep(step: StepDefinition): Promise<Ending> {
+    const type = STEP_TYPES[step.type];
+    const previous = this.#records.get(step.id);
+    if (previous?.status === "completed" || previous?.status === "skipped") {
+      this.#position++;
+      return { kind: "continue" };
+    }
+    const now = new Date();
+    const record: StepRecord = {
+      step_id: step.id,
+      position: this.#position,
+      type: step.type,
+      status: "completed",
+      attempts: previous?.attempts ?? 0,
+      output: null,
+      error: null,
+      started_at: previous?.started_at ? new Date(previous.started_at) : now,
+      finished_at: null,
+      resume_at: null,
+    };
+
+    // A durable delay that is already waiting: done once its time has come.
+    if (previous?.status === "waiting" && previous.resume_at) {
+      const resumeAt = new Date(previous.resume_at);
+      if (resumeAt > now) return await this.#commit({ kind: "reschedule", at: resumeAt });
+      return this.#stepDone(record, { waited_until: resumeAt.toISOString() });
+    }
+
+    record.attempts++;
+    let outcome: StepOutcome;
+    try {
+      const config = this.#renderConfig(step);
+      const context = {
+        config,
+        idempotencyKey: `${this.instance.id}.${step.id}`,
+        environment: this.instance.environment,
+      };
+      if (type.mode === "transactional") {
+        // The change and its record commit together (or not at all).
+        let transactional!: StepOutcome;
+        await this.#commit({ kind: "continue" }, async (tx) => {
+          transactional = await type.run({ ...context, tx });
+          if ("output" in transactional) this.#complete(record, transactional);
+          return [record];
+        });
+        this.#afterCommitted(record, transactional);
+        return { kind: "continue" };
+      }
+      outcome = await type.run({ ...context, tx: undefined as never });
+    } catch (error) {
+      return await this.#stepFailed(step, record, error);
+    }
+
+    if ("waitUntil" in outcome) {
+      if (outcome.waitUntil > new Date()) {
+        record.status = "waiting";
+        record.resume_at = outcome.waitUntil;
+        this.#unsaved.push(record);
+        return await this.#commit({ kind: "reschedule", at: outcome.waitUntil });
+      }
+      return this.#stepDone(record, { waited_until: outcome.waitUntil.toISOString() });
+    }
+    this.#complete(record, outcome);
+    this.#unsaved.push(record);
+    this.#afterCommitted(record, outcome);
+    // Pure steps ride along with the next commit; others are committed now.
+    if (type.mode !== "pure") await this.#commit({ kind: "continue" });
+    return { kind: "continue" };
+  }
+
+  #renderConfig(step: StepDefinition) {
+    let rendered: unknown;
+    try {
+      rendered = render(step.config, { input: this.instance.input, steps: this.#outputs });
+    } catch (error) {
+      if (error instanceof TemplateError) {
+        throw new StepFailure("TEMPLATE_ERROR", error.message, false);
+      }
+      throw error;
+    }
+    const parsed = STEP_TYPES[step.type].config.safeParse(rendered);
+    if (!parsed.success) {
+      const problem = validationError(parsed.error.issues[0], rendered, "config", ["config"]);
+      throw new StepFailure("INVALID_STEP_CONFIG", problem.message, false, problem.options.details);
+    }
+    return parsed.data;
+  }
+
+  #complete(record: StepRecord, outcome: { output: unknown }) {
+    record.status = "completed";
+    record.output = outcome.output ?? null;
+    record.finished_at = new Date();
+  }
+
+  #stepDone(record: StepRecord, output: unknown): Ending {
+    const outcome = { output };
+    this.#complete(record, outcome);
+    this.#unsaved.push(record);
+    this.#afterCommitted(record, outcome);
+    return { kind: "continue" };
+  }
+
+  /** Moves past a completed step: to the next one, or where a condition sends the run. */
+  #afterCommitted(record: StepRecord, outcome: StepOutcome) {
+    if (!("output" in outcome)) return;
+    this.#records.set(record.step_id, record);
+    this.#outputs[record.step_id] = record.output;
+    this.#lastOutput = record.output;
+    const goTo = outcome.goTo;
+    if (goTo === undefined) {
+      this.#position++;
+      return;
+    }
+    const target = goTo === "end"
+      ? this.steps.length + 1
+      : this.steps.findIndex((s) => s.id === goTo) + 1;
+    for (let position = this.#position + 1; position < target; position++) {
+      const skipped = this.steps[position - 1];
+      this.#unsaved.push({
+        step_id: skipped.id,
+        position,
+        type: skipped.type,
+        status: "skipped",
+        attempts: 0,
+        output: null,
+        error: null,
+        started_at: null,
+        finished_at: null,
+        resume_at: null,
+      });
+    }
+    this.#position = target;
+  }
+
+  async #stepFailed(step: StepDefinition, record: StepRecord, error: unknown): Promise<Ending> {
+    if (error instanceof RunStopped) throw error;
+    const failure = error instanceof StepFailure ? error : new StepFailure(
+      "STEP_ERROR",
+      error instanceof Error ? error.message : String(error),
+      true,
+    );
+    record.error = {
+      code: failure.code,
+      message: failure.message,
+      ...(failure.details ? { details: failure.details } : {}),
+    };
+    record.finished_at = new Date();
+    const maxAttempts = step.retry?.max_attempts ?? 1;
+    if (failure.retryable && record.attempts < maxAttempts) {
+      record.status = "retrying";
+      record.resume_at = new Date(Date.now() + stepRetryDelayMs(record.attempts));
+      this.#unsaved.push(record);
+      return await this.#commit({ kind: "reschedule", at: record.resume_at });
+    }
+    record.status = "failed";
+    this.#unsaved.push(record);
+    return await this.#commit({
+      kind: "failed",
+      error: { ...record.error, step_id: step.id } as StepRecord["error"] & object,
+    });
+  }
+
+  /**
+   * One transaction for the instance: its new position or final state, the lease check,
+   * an optional transactional step (`effect`, whose records are added), the unsaved step
+   * records, the final event, and the job's next run.
+   */
+  async #commit(ending: Ending, effect?: (tx: Tx) => Promise<StepRecord[]>): Promise<Ending> {
+    const finished = ending.kind === "completed" || ending.kind === "failed";
+    const records = this.#unsaved;
+    await withClaims(
+      this.#claims,
+      async (tx) => {
+        const [updated] = await tx<{ finished_at: Date | null }[]>`
+          update public.workflow_instances set
+            current_step = ${Math.min(this.#position, this.steps.length)},
+            status = ${finished ? ending.kind : "running"},
+            output = ${ending.kind === "completed" ? tx.json(ending.output as never) : null},
+            error = ${ending.kind === "failed" ? tx.json(ending.error as never) : null},
+            finished_at = ${finished ? tx`clock_timestamp()` : null},
+            updated_at = clock_timestamp()
+          where id = ${this.instance.id} and status = 'running'
+          returning finished_at
+        `;
+        if (!updated) throw new RunStopped("cancelled");
+        if (!(await this.lease.hold(tx))) throw new RunStopped("lease lost");
+        const all = effect ? [...records, ...(await effect(tx))] : records;
+        if (all.length > 0) await saveRecords(tx, this.instance.id, all);
+        if (ending.kind === "reschedule") await this.lease.reschedule(tx, ending.at);
+        if (finished) {
+          await emitEvent(
+            tx,
+            ending.kind === "completed" ? "workflow.completed" : "workflow.failed",
+            {
+              instance_id: this.instance.id,
+              workflow_id: this.instance.workflow_id,
+              workflow_name: this.instance.workflow_name,
+              status: ending.kind,
+              duration_ms: updated.finished_at!.getTime() -
+                new Date(this.instance.started_at).getTime(),
+              ...(ending.kind === "completed"
+                ? { output: ending.output }
+                : { error: ending.error }),
+            },
+          );
+        }
+      },
+      { "bivelio.chain_depth": String(this.instance.chain_depth) },
+    );
+    this.#unsaved = [];
+    return ending;
+  }
+}
+
+async function saveRecords(tx: Tx, instanceId: string, records: StepRecord[]) {
+  await tx`
+    insert into public.workflow_step_runs as r (instance_id, step_id, position, type, status,
+      attempts, output, error, started_at, finished_at, resume_at)
+    select ${instanceId}, x.step_id, x.position, x.type, x.status, x.attempts, x.output, x.error,
+           x.started_at, x.finished_at, x.resume_at
+    from jsonb_to_recordset(${tx.json(records as never)}) as x(step_id text, position int,
+      type text, status text, attempts int, output jsonb, error jsonb, started_at timestamptz,
+      finished_at timestamptz, resume_at timestamptz)
+    on conflict (instance_id, step_id) do update set
+      status = excluded.status, attempts = excluded.attempts, output = excluded.output,
+      error = excluded.error, started_at = coalesce(r.started_at, excluded.started_at),
+      finished_at = excluded.finished_at, resume_at = excluded.resume_at
+  `;
+}

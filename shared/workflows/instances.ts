@@ -1,0 +1,244 @@
+/**
+ * Workflow instances through the API: execute, list, get (with per-step records), cancel,
+ * and waiting for an instance to end (sync execute).
+ */
+import { z } from "zod";
+import { serviceSql, type Tx } from "../db.ts";
+import { ApiError, notFound } from "../errors.ts";
+import { paginationInput, paginationOf } from "../pagination.ts";
+import { isoTimestamp } from "../time.ts";
+import { workflowId } from "./definitions.ts";
+
+export const instanceId = z.string().regex(
+  /^wfi_[0-9A-Za-z]{1,64}$/,
+  "must be a workflow instance id (wfi_…)",
+);
+const INSTANCE_STATUSES = ["pending", "running", "completed", "failed", "cancelled"] as const;
+export type InstanceStatus = typeof INSTANCE_STATUSES[number];
+export const isFinished = (status: string) => !["pending", "running"].includes(status);
+
+export const executeInput = z.strictObject({
+  workflow_id: workflowId,
+  input: z.record(z.string(), z.unknown()).default({}),
+  /** true: answer at once; false: wait for the end (at most 60 s). */
+  async: z.boolean().default(true),
+});
+
+export const listInstancesInput = z.strictObject({
+  workflow_id: workflowId.optional(),
+  status: z.enum(INSTANCE_STATUSES).optional(),
+  ...paginationInput,
+});
+
+export const byInstanceId = z.strictObject({ instance_id: instanceId });
+
+/** How long a sync execute waits before answering with the instance as it stands. */
+export const SYNC_EXECUTE_TIMEOUT_MS = 60_000;
+
+interface InstanceRow {
+  id: string;
+  workflow_id: string;
+  workflow_name: string;
+  workflow_version: number;
+  status: InstanceStatus;
+  current_step: number;
+  total_steps: number;
+  input: unknown;
+  output: unknown;
+  error: unknown;
+  trigger: unknown;
+  started_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+interface StepRunRow {
+  step_id: string;
+  position: number;
+  type: string;
+  status: string;
+  attempts: number;
+  output: unknown;
+  error: unknown;
+  started_at: Date | null;
+  finished_at: Date | null;
+  resume_at: Date | null;
+}
+
+/** An instance as execute, list_instances and get_instance return it (the spec's fields first). */
+function instanceToApi(row: InstanceRow) {
+  return {
+    instance_id: row.id,
+    workflow_id: row.workflow_id,
+    workflow_name: row.workflow_name,
+    status: row.status,
+    current_step: row.current_step,
+    total_steps: row.total_steps,
+    input: row.input,
+    output: row.output,
+    error: row.error,
+    started_at: isoTimestamp(row.started_at),
+    updated_at: isoTimestamp(row.updated_at),
+    finished_at: isoTimestamp(row.finished_at),
+  };
+}
+
+function stepRunToApi(row: StepRunRow) {
+  return {
+    step_id: row.step_id,
+    position: row.position,
+    type: row.type,
+    status: row.status,
+    attempts: row.attempts,
+    output: row.output,
+    error: row.error,
+    started_at: isoTimestamp(row.started_at),
+    finished_at: isoTimestamp(row.finished_at),
+    next_attempt_at: isoTimestamp(row.resume_at),
+  };
+}
+
+const selectInstances = (tx: Tx) =>
+  tx`
+    select i.id, i.workflow_id, w.name as workflow_name, i.workflow_version, i.status,
+           i.current_step, i.total_steps, i.input, i.output, i.error, i.trigger,
+           i.started_at, i.updated_at, i.finished_at
+    from public.workflow_instances i
+    join public.workflows w on w.id = i.workflow_id
+  `;
+
+async function findInstance(tx: Tx, id: string) {
+  const [row] = await tx<InstanceRow[]>`${selectInstances(tx)} where i.id = ${id}`;
+  if (!row) throw notFound("Workflow instance", id);
+  return row;
+}
+
+export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInput>) {
+  const [workflow] = await tx<{ status: string }[]>`
+    select status from public.workflows where id = ${input.workflow_id}
+  `;
+  if (!workflow) throw notFound("Workflow", input.workflow_id);
+  if (workflow.status !== "active") {
+    throw new ApiError(
+      "WORKFLOW_INACTIVE",
+      `Workflow '${input.workflow_id}' is ${workflow.status}; only active workflows can be executed.`,
+      { details: { status: workflow.status } },
+    );
+  }
+  let started: { id: string }[];
+  try {
+    started = await tx<{ id: string }[]>`
+      select id from private.start_workflow_instance(
+        ${input.workflow_id}, ${tx.json(input.input as never)}, '{"type": "manual"}')
+    `;
+  } catch (error) {
+    if (
+      (error as { constraint_name?: string }).constraint_name === "workflow_instances_single_idx"
+    ) {
+      throw new ApiError(
+        "WORKFLOW_ALREADY_RUNNING",
+        `Workflow '${input.workflow_id}' runs one instance at a time and one is still running.`,
+      );
+    }
+    throw error;
+  }
+  return instanceToApi(await findInstance(tx, started[0].id));
+}
+
+export async function listInstances(tx: Tx, query: z.output<typeof listInstancesInput>) {
+  const filters = [tx`true`];
+  if (query.workflow_id) filters.push(tx`i.workflow_id = ${query.workflow_id}`);
+  if (query.status) filters.push(tx`i.status = ${query.status}`);
+  const where = filters.reduce((all, next) => tx`${all} and ${next}`);
+  const rows = await tx<InstanceRow[]>`
+    ${selectInstances(tx)}
+    where ${where}
+    order by i.created_at desc, i.id desc
+    limit ${query.per_page} offset ${(query.page - 1) * query.per_page}
+  `;
+  const [{ total }] = await tx<{ total: number }[]>`
+    select count(*)::int as total from public.workflow_instances i where ${where}
+  `;
+  return {
+    instances: rows.map(instanceToApi),
+    pagination: paginationOf(query.page, query.per_page, total),
+  };
+}
+
+/** The instance with its version, trigger and one record per step that ran. */
+export async function getInstance(tx: Tx, id: string) {
+  const row = await findInstance(tx, id);
+  const steps = await tx<StepRunRow[]>`
+    select step_id, position, type, status, attempts, output, error, started_at, finished_at,
+           resume_at
+    from public.workflow_step_runs where instance_id = ${id}
+    order by position
+  `;
+  return {
+    ...instanceToApi(row),
+    workflow_version: row.workflow_version,
+    trigger: row.trigger,
+    steps: steps.map(stepRunToApi),
+  };
+}
+
+export async function cancelInstance(tx: Tx, id: string) {
+  const row = await findInstance(tx, id);
+  if (isFinished(row.status)) {
+    throw new ApiError("INSTANCE_FINISHED", `Instance '${id}' already ended (${row.status}).`, {
+      details: { status: row.status },
+    });
+  }
+  await tx`
+    update public.workflow_instances
+    set status = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
+        error = ${tx.json({ code: "CANCELLED", message: "Cancelled through the API." })}
+    where id = ${id} and status in ('pending', 'running')
+  `;
+  return instanceToApi(await findInstance(tx, id));
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting for an instance to end (sync execute)
+// ---------------------------------------------------------------------------------------
+
+const waiters = new Map<string, Set<() => void>>();
+let listening: Promise<unknown> | undefined;
+
+/** One LISTEN per process on the channel the instance-finished trigger notifies. */
+function listenForFinishedInstances() {
+  listening ??= serviceSql().listen("bivelio_instance_finished", (id) => {
+    for (const wake of waiters.get(id) ?? []) wake();
+  }).catch((error) => {
+    listening = undefined;
+    throw error;
+  });
+  return listening;
+}
+
+/**
+ * Resolves when instance `id` has ended or after `timeoutMs`, whichever is first. `ended`
+ * reads the instance's current state (checked after listening, so an end in between is
+ * not missed).
+ */
+export async function waitForInstanceEnd(
+  id: string,
+  timeoutMs: number,
+  ended: () => Promise<boolean>,
+) {
+  await listenForFinishedInstances();
+  let wake!: () => void;
+  const woken = new Promise<void>((resolve) => (wake = resolve));
+  const set = waiters.get(id) ?? new Set();
+  set.add(wake);
+  waiters.set(id, set);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    if (await ended()) return;
+    await Promise.race([woken, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+  } finally {
+    clearTimeout(timer);
+    set.delete(wake);
+    if (set.size === 0) waiters.delete(id);
+  }
+}

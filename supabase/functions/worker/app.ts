@@ -1,0 +1,35 @@
+/**
+ * POST /v1/worker: runs due jobs for up to BIVELIO_WORKER_BUDGET_SECONDS (default 50) and
+ * returns how many it ran. In production nothing else runs the queue: pg_cron calls this
+ * every minute and new jobs call it at once through pg_net (private.tick_workers), with
+ * `Authorization: Bearer <BIVELIO_WORKER_SECRET>`. Locally the stack's worker process
+ * runs the queue instead, and this endpoint answers 404 unless the secret is set.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { newApp } from "../../../shared/app.ts";
+import { ApiError } from "../../../shared/errors.ts";
+import { JOB_HANDLERS } from "../../../shared/job-handlers.ts";
+import { Worker } from "../../../shared/worker.ts";
+
+const encoder = new TextEncoder();
+
+function authorized(header: string | undefined, secret: string) {
+  const given = encoder.encode(header ?? "");
+  const expected = encoder.encode(`Bearer ${secret}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+const app = newApp("/worker");
+app.post("/", async (c) => {
+  const secret = Deno.env.get("BIVELIO_WORKER_SECRET");
+  if (!secret) throw new ApiError("RESOURCE_NOT_FOUND", "The worker endpoint is not enabled.");
+  if (!authorized(c.req.header("authorization"), secret)) {
+    throw new ApiError("AUTH_INVALID_TOKEN", "The worker secret is not valid.");
+  }
+  const budgetSeconds = Number(Deno.env.get("BIVELIO_WORKER_BUDGET_SECONDS") ?? 50);
+  const worker = new Worker({ handlers: JOB_HANDLERS, concurrency: 8 });
+  const { processed } = await worker.drain(budgetSeconds * 1000);
+  return c.json({ success: true, data: { processed } });
+});
+
+export default app;

@@ -1,0 +1,109 @@
+import { z } from "zod";
+import { createGroupApp, defineAction } from "../../../shared/app.ts";
+import { withClaims } from "../../../shared/db.ts";
+import {
+  archiveWorkflow,
+  createWorkflow,
+  createWorkflowInput,
+  getWorkflow,
+  listWorkflows,
+  listWorkflowsInput,
+  updateWorkflow,
+  updateWorkflowInput,
+  workflowId,
+} from "../../../shared/workflows/definitions.ts";
+import {
+  byInstanceId,
+  cancelInstance,
+  executeInput,
+  executeWorkflow,
+  getInstance,
+  isFinished,
+  listInstances,
+  listInstancesInput,
+  SYNC_EXECUTE_TIMEOUT_MS,
+  waitForInstanceEnd,
+} from "../../../shared/workflows/instances.ts";
+
+const byWorkflowId = z.strictObject({ workflow_id: workflowId });
+
+/** POST /v1/workflows[/<action>]: workflow definitions and their runs. */
+export const actions = [
+  defineAction({
+    name: "list",
+    summary: "List workflows",
+    scope: "read",
+    input: listWorkflowsInput,
+    handler: ({ tx, data }) => listWorkflows(tx, data),
+  }),
+  defineAction({
+    name: "get",
+    summary: "Get a workflow with its steps",
+    scope: "read",
+    input: byWorkflowId,
+    handler: ({ tx, data }) => getWorkflow(tx, data.workflow_id),
+  }),
+  defineAction({
+    name: "create",
+    summary: "Create a workflow",
+    scope: "write",
+    input: createWorkflowInput,
+    handler: ({ tx, data }) => createWorkflow(tx, data),
+  }),
+  defineAction({
+    name: "update",
+    summary: "Update a workflow (only the fields sent; new steps make a new version)",
+    scope: "write",
+    input: updateWorkflowInput,
+    handler: ({ tx, data }) => updateWorkflow(tx, data),
+  }),
+  defineAction({
+    name: "archive",
+    summary: "Archive a workflow (it can no longer be executed)",
+    scope: "write",
+    input: byWorkflowId,
+    handler: ({ tx, data }) => archiveWorkflow(tx, data.workflow_id),
+  }),
+  defineAction({
+    name: "execute",
+    summary: "Execute a workflow (async, or wait up to 60 s for the end)",
+    scope: "write",
+    input: executeInput,
+    handler: ({ tx, data }) => executeWorkflow(tx, data),
+    // Sync: wait for the end once the instance is committed (the worker cannot see it before).
+    afterCommit: async (started, { data, principal }) => {
+      if (data.async) return started;
+      const read = () => withClaims(principal.claims, (tx) => getInstance(tx, started.instance_id));
+      await waitForInstanceEnd(
+        started.instance_id,
+        SYNC_EXECUTE_TIMEOUT_MS,
+        async () => isFinished((await read()).status),
+      );
+      return await read();
+    },
+  }),
+  defineAction({
+    name: "list_instances",
+    summary: "List workflow instances",
+    paths: ["instances", "list_instances"],
+    scope: "read",
+    input: listInstancesInput,
+    handler: ({ tx, data }) => listInstances(tx, data),
+  }),
+  defineAction({
+    name: "get_instance",
+    summary: "Get an instance with its per-step records",
+    scope: "read",
+    input: byInstanceId,
+    handler: ({ tx, data }) => getInstance(tx, data.instance_id),
+  }),
+  defineAction({
+    name: "cancel_instance",
+    summary: "Cancel a pending or running instance",
+    scope: "write",
+    input: byInstanceId,
+    handler: ({ tx, data }) => cancelInstance(tx, data.instance_id),
+  }),
+];
+
+export default createGroupApp("workflows", actions);
