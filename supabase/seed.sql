@@ -34,3 +34,45 @@ values
    null, null, '{prospect}', '{"sector":"retail"}'),
   ('ct_demo_bistro1', 'org_demo_bistro', 'live', 'person', 'Carla Ruiz', 'carla@example.com',
    '+34 611 222 333', null, '{client}', '{}');
+
+-- The workflows the spec's examples name: Acme's client onboarding (7 steps, manual) and
+-- monthly invoicing (4 steps, cron on the 1st at 09:00 Madrid time).
+insert into public.workflows (id, org_id, environment, name, description, status, trigger_type,
+                              cron_expression, timezone, created_at, updated_at)
+values
+  ('wf_a1b2c3d4', 'org_demo_acme', 'live', 'Client onboarding',
+   'Automated welcome and setup workflow', 'active', 'manual', null, null,
+   '2026-03-15T10:30:00Z', '2026-04-01T14:22:00Z'),
+  ('wf_e5f6g7h8', 'org_demo_acme', 'live', 'Monthly invoicing',
+   'Generates and sends invoices on the 1st of each month', 'active', 'cron', '0 9 1 * *',
+   'Europe/Madrid', '2026-02-20T09:00:00Z', '2026-03-28T16:45:00Z');
+
+insert into public.workflow_versions (workflow_id, version, org_id, environment, steps) values
+  ('wf_a1b2c3d4', 1, 'org_demo_acme', 'live', $json$[
+    {"id": "create_client", "type": "create_contact",
+     "config": {"type": "company", "name": "{{input.client_name}}",
+                "email": "{{input.client_email}}", "tags": ["client"],
+                "custom_fields": {"plan": "{{input.plan}}"}}},
+    {"id": "plan_check", "type": "condition",
+     "config": {"value": "{{input.plan}}", "not_equals": "pro", "then": "welcome"}},
+    {"id": "pro_setup", "type": "update_contact",
+     "config": {"id": "{{steps.create_client.output.id}}", "tags": ["client", "pro"]}},
+    {"id": "welcome", "type": "set",
+     "config": {"values": {"welcome_to": "{{input.client_email}}"}}},
+    {"id": "follow_up_delay", "type": "delay", "config": {"seconds": 2}},
+    {"id": "mark_onboarded", "type": "update_contact",
+     "config": {"id": "{{steps.create_client.output.id}}",
+                "custom_fields": {"onboarded": true}}},
+    {"id": "summary", "type": "set",
+     "config": {"values": {"client_configured": true,
+                           "contact_id": "{{steps.create_client.output.id}}"}}}
+  ]$json$),
+  ('wf_e5f6g7h8', 1, 'org_demo_acme', 'live', $json$[
+    {"id": "period", "type": "set",
+     "config": {"values": {"period_start": "{{input.scheduled_for}}"}}},
+    {"id": "has_period", "type": "condition",
+     "config": {"value": "{{steps.period.output.period_start}}", "exists": false, "then": "end"}},
+    {"id": "prepare", "type": "set",
+     "config": {"values": {"invoicing_for": "{{steps.period.output.period_start}}"}}},
+    {"id": "done", "type": "set", "config": {"values": {"invoices_prepared": true}}}
+  ]$json$);

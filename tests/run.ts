@@ -48,7 +48,9 @@ let passed = 0;
 let failed = 0;
 let ok = false;
 try {
-  const deno = await runEchoing(Deno.execPath(), ["test", "-A", "tests/", ...Deno.args], {
+  // Files named on the command line replace tests/ (`deno task test tests/x_test.ts`).
+  const paths = Deno.args.some((arg) => !arg.startsWith("-")) ? [] : ["tests/"];
+  const deno = await runEchoing(Deno.execPath(), ["test", "-A", ...paths, ...Deno.args], {
     BIVELIO_TEST_STACK: `${stateDir}/local.json`,
   });
   const denoSummary = /(\d+) passed.*?\|\s*(\d+) failed/.exec(stripAnsi(deno.output));

@@ -13,9 +13,9 @@
  * - a delay or a retry's backoff commits a `resume_at` and reschedules the job;
  * - the last commit sets the final state and writes workflow.completed/failed to the
  *   events outbox in the same transaction.
- * Each commit first updates the instance (a cancelled one stops the run) and then checks
- * the lease (a worker whose lease ran out stops), always in that order, the same order a
- * cancel locks them in.
+ * Each commit first checks the lease (a worker whose lease ran out stops) and then updates
+ * the instance (a cancelled one stops the run): job row, then instance row, the order a
+ * cancel locks them in too, so the two never deadlock.
  */
 import { type RequestClaims, serviceSql, type Tx, withClaims } from "../db.ts";
 import { emitEvent } from "../events.ts";
@@ -329,7 +329,7 @@ class InstanceRun {
   }
 
   /**
-   * One transaction for the instance: its new position or final state, the lease check,
+   * One transaction for the instance: the lease check, its new position or final state,
    * an optional transactional step (`effect`, whose records are added), the unsaved step
    * records, the final event, and the job's next run.
    */
@@ -339,6 +339,7 @@ class InstanceRun {
     await withClaims(
       this.#claims,
       async (tx) => {
+        if (!(await this.lease.hold(tx))) throw new RunStopped("lease lost");
         const [updated] = await tx<{ finished_at: Date | null }[]>`
           update public.workflow_instances set
             current_step = ${Math.min(this.#position, this.steps.length)},
@@ -351,7 +352,6 @@ class InstanceRun {
           returning finished_at
         `;
         if (!updated) throw new RunStopped("cancelled");
-        if (!(await this.lease.hold(tx))) throw new RunStopped("lease lost");
         const all = effect ? [...records, ...(await effect(tx))] : records;
         if (all.length > 0) await saveRecords(tx, this.instance.id, all);
         if (ending.kind === "reschedule") await this.lease.reschedule(tx, ending.at);

@@ -189,6 +189,8 @@ export async function cancelInstance(tx: Tx, id: string) {
       details: { status: row.status },
     });
   }
+  // Lock the job before the instance, the order the worker locks them in (no deadlock).
+  await tx`select private.lock_workflow_job(${id})`;
   await tx`
     update public.workflow_instances
     set status = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),

@@ -141,7 +141,11 @@ begin
     return false;
   end if;
   if not p_force then
-    -- At most one wake-up per second from job inserts.
+    -- At most one wake-up per second from job inserts. Never wait for another
+    -- transaction's wake-up (that would serialise every job insert): skip instead.
+    if not pg_try_advisory_xact_lock(hashtext('bivelio.worker_wakeups')) then
+      return false;
+    end if;
     insert into private.worker_wakeups as w values (true, clock_timestamp())
     on conflict (id) do update set last_at = excluded.last_at
       where w.last_at < clock_timestamp() - interval '1 second';

@@ -62,7 +62,7 @@ create table public.workflow_instances (
   -- {"type": "event", "event": …, "event_id": …}.
   trigger jsonb not null default '{"type": "manual"}',
   -- How many workflow runs led to this one through events (loops are cut off).
-  chain_depth int not null default 0,
+  chain_depth int not null default 0 check (chain_depth >= 0),
   created_at timestamptz not null default clock_timestamp(),
   started_at timestamptz not null default clock_timestamp(),
   updated_at timestamptz not null default clock_timestamp(),
@@ -126,7 +126,8 @@ create policy workflow_instances_own_org_env on public.workflow_instances for al
   using (org_id = (select private.request_org_id())
          and environment = (select private.request_environment()))
   with check (org_id = (select private.request_org_id())
-              and environment = (select private.request_environment()));
+              and environment = (select private.request_environment())
+              and exists (select from public.workflows w where w.id = workflow_id));
 create policy workflow_step_runs_own_org_env on public.workflow_step_runs for all
   to authenticated
   using (org_id = (select private.request_org_id())
@@ -177,6 +178,21 @@ create trigger workflow_instances_queue after insert on public.workflow_instance
   for each row when (new.status in ('pending', 'running'))
   execute function private.queue_workflow_instance();
 
+-- Cancelling locks the instance's job row first, as the worker does before it touches the
+-- instance, so a cancel and a worker's commit never deadlock.
+create function private.lock_workflow_job(p_instance_id text) returns void
+language sql volatile security definer
+set search_path = ''
+as $$
+  select from private.jobs j
+  where j.kind = 'workflow' and j.ref = p_instance_id
+    and exists (select from public.workflow_instances i
+                where i.id = p_instance_id and i.org_id = private.request_org_id()
+                  and i.environment = private.request_environment())
+  for update of j
+$$;
+grant execute on function private.lock_workflow_job(text) to authenticated;
+
 -- A finished (or cancelled) instance needs no job any more, and sync `execute` calls that
 -- wait for it are told on the `bivelio_instance_finished` channel.
 create function private.workflow_instance_finished() returns trigger
@@ -203,7 +219,8 @@ create trigger workflow_instances_finished after update of status on public.work
 -- bivelio.chain_depth in its transaction), so a workflow triggered by an event its own
 -- run caused (contact.created → create_contact → contact.created …) is cut off.
 alter table public.events add column chain_depth int not null
-  default coalesce(nullif(current_setting('bivelio.chain_depth', true), '')::int, 0);
+  default coalesce(nullif(current_setting('bivelio.chain_depth', true), '')::int, 0)
+  check (chain_depth >= 0);
 
 create function private.start_event_workflows() returns trigger
 language plpgsql security definer
