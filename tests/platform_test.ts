@@ -107,7 +107,16 @@ test("GET /v1/openapi documents every action with its scope and the error table'
   const doc = await response.json();
   assert.equal(response.status, 200);
   assert.equal(doc.openapi, "3.1.0");
-  for (const path of ["/contacts/list", "/contacts/create", "/api-keys/rotate", "/auth/me"]) {
+  for (
+    const path of [
+      "/contacts/list",
+      "/contacts/create",
+      "/api-keys/rotate",
+      "/auth/me",
+      "/workflows/execute",
+      "/workflows/instances",
+    ]
+  ) {
     assert.ok(doc.paths[path]?.post, `${path} documented`);
   }
   const create = doc.paths["/contacts/create"].post;

@@ -352,7 +352,7 @@ test("sync execute waits for the end and returns output and per-step records", a
     steps: [
       setStep("first", { n: "{{input.n}}", label: "n is {{input.n}}" }),
       { id: "pause", type: "delay", config: { seconds: 1 } },
-      setStep("last", { doubled: "{{steps.first.output.n}}", text: "{{steps.first.output}}" }),
+      setStep("last", { same: "{{steps.first.output.n}}", text: "got {{steps.first.output}}" }),
     ],
   });
   const started = Date.now();
@@ -360,9 +360,9 @@ test("sync execute waits for the end and returns output and per-step records", a
   const took = Date.now() - started;
   assert.equal(done.status, "completed", JSON.stringify(done));
   assert.ok(took >= 1000, `the delay step waited (${took} ms)`);
-  assert.deepEqual(done.output, { doubled: 21, text: '{"n":21,"label":"n is 21"}' });
+  assert.deepEqual(done.output, { same: 21, text: 'got {"n":21,"label":"n is 21"}' });
   assert.match(done.finished_at, ISO);
-  assert.deepEqual(done.steps.map((s: { attempts: number }) => s.attempts), [1, 0, 1]);
+  assert.deepEqual(done.steps.map((s: { attempts: number }) => s.attempts), [1, 1, 1]);
   assert.equal(done.steps[1].output.waited_until.length > 0, true);
 });
 
