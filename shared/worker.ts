@@ -31,8 +31,8 @@ export interface Lease {
   readonly seconds: number;
   /** In the handler's transaction: false when the lease was lost (roll back, stop). */
   hold(tx: Tx): Promise<boolean>;
-  /** In the handler's transaction: run the job again at `at`. */
-  reschedule(tx: Tx | Sql, at: Date): Promise<boolean>;
+  /** In the handler's transaction: run the job again at `at` (a delay, a retry's backoff). */
+  reschedule(tx: Tx | Sql, at: Date, afterCrash?: boolean): Promise<boolean>;
   /** In the handler's transaction: the job is done. */
   finish(tx: Tx | Sql): Promise<boolean>;
 }
@@ -49,7 +49,10 @@ export interface WorkerOptions {
   log?: (entry: Record<string, unknown>) => void;
 }
 
-/** A job whose worker died this many times is not claimed again; its handler gives up. */
+/**
+ * A job claimed this many times in a row without being rescheduled or finished (its worker
+ * died, or its handler threw every time): its handler gives up on it.
+ */
 export const MAX_CLAIMS = 10;
 
 function leaseFor(job: Job, seconds: number): Lease {
@@ -62,9 +65,9 @@ function leaseFor(job: Job, seconds: number): Lease {
       `;
       return row.held;
     },
-    async reschedule(tx, at) {
+    async reschedule(tx, at, afterCrash = false) {
       const [row] = await tx<{ ok: boolean }[]>`
-        select private.reschedule_job(${job.id}, ${job.lease_token}, ${at}) as ok
+        select private.reschedule_job(${job.id}, ${job.lease_token}, ${at}, ${afterCrash}) as ok
       `;
       return row.ok;
     },
@@ -211,8 +214,8 @@ export class Worker {
         ref: job.ref,
         error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
       });
-      await lease.reschedule(serviceSql(), new Date(Date.now() + crashBackoffMs(job.claims)))
-        .catch(() => {});
+      const retryAt = new Date(Date.now() + crashBackoffMs(job.claims));
+      await lease.reschedule(serviceSql(), retryAt, true).catch(() => {});
     }
   }
 

@@ -76,14 +76,18 @@ begin
 end
 $$;
 
--- Gives the job back to run again at p_at (a retry's backoff, a durable delay).
-create function private.reschedule_job(p_job_id bigint, p_token uuid, p_at timestamptz)
-returns boolean
+-- Gives the job back to run again at p_at (a retry's backoff, a durable delay). A planned
+-- reschedule starts the claim count afresh; one after a handler crashed keeps it.
+create function private.reschedule_job(
+  p_job_id bigint, p_token uuid, p_at timestamptz, p_after_crash boolean default false
+) returns boolean
 language plpgsql volatile security definer
 set search_path = ''
 as $$
 begin
-  update private.jobs set available_at = p_at, lease_token = null
+  update private.jobs
+  set available_at = p_at, lease_token = null,
+      claims = case when p_after_crash then claims else 0 end
   where id = p_job_id and lease_token = p_token;
   return found;
 end
@@ -101,7 +105,7 @@ end
 $$;
 
 grant execute on function private.hold_lease(bigint, uuid, int),
-  private.reschedule_job(bigint, uuid, timestamptz), private.finish_job(bigint, uuid)
+  private.reschedule_job(bigint, uuid, timestamptz, boolean), private.finish_job(bigint, uuid)
   to authenticated, service_role;
 grant execute on function private.claim_jobs(text[], int, int) to service_role;
 

@@ -402,10 +402,10 @@ select ok(private.reschedule_job(:due_job, :'token2', now() + interval '5 minute
   'with the token, authenticated (a worker acting for the org) can reschedule the job');
 reset role;
 select results_eq(
-  format('select lease_token is null, available_at = now() + interval ''5 minutes'' '
+  format('select lease_token is null, available_at = now() + interval ''5 minutes'', claims '
          'from private.jobs where id = %s', :due_job),
-  $$values (true, true)$$,
-  'reschedule_job cleared the lease and set the new time'
+  $$values (true, true, 0)$$,
+  'a planned reschedule_job cleared the lease, set the new time and restarted the claim count'
 );
 select is(private.hold_lease(:due_job, :'token2', 60), false,
   'after reschedule_job the old token holds nothing any more');
@@ -451,7 +451,7 @@ select set_eq(
         'private.cron_expression_error(text)', 'private.cron_timezone_error(text)',
         'private.wake_workers()', 'private.claim_jobs(text[],integer,integer)',
         'private.hold_lease(bigint,uuid,integer)',
-        'private.reschedule_job(bigint,uuid,timestamp with time zone)',
+        'private.reschedule_job(bigint,uuid,timestamp with time zone,boolean)',
         'private.finish_job(bigint,uuid)', 'private.tick_workers(boolean)',
         'private.tick_workers_on_enqueue()',
         'private.start_workflow_instance(text,jsonb,jsonb,integer)',
@@ -464,7 +464,7 @@ select set_eq(
         'private.cron_fields(text)', 'private.cron_matches(text,timestamp without time zone)',
         'private.cron_expression_error(text)', 'private.cron_timezone_error(text)',
         'private.hold_lease(bigint,uuid,integer)',
-        'private.reschedule_job(bigint,uuid,timestamp with time zone)',
+        'private.reschedule_job(bigint,uuid,timestamp with time zone,boolean)',
         'private.finish_job(bigint,uuid)',
         'private.start_workflow_instance(text,jsonb,jsonb,integer)'],
   'authenticated can execute exactly the granted functions of private (of these migrations)'
