@@ -26,6 +26,8 @@ export interface StackInfo {
   api_url: string;
   db_url: string;
   jwt_secret: string;
+  /** What the `worker` function wants as `Authorization: Bearer …` (pg_net sends it in production). */
+  worker_secret: string;
   anon_key: string;
   service_role_key: string;
   /** Files holding the pid of each running worker process (tests kill workers by it). */
@@ -173,6 +175,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       api_url: apiUrl,
       db_url: dbUrl,
       jwt_secret: jwtSecret,
+      worker_secret: randomSecret(),
       anon_key: await signApiRoleKey(jwtSecret, "anon"),
       service_role_key: await signApiRoleKey(jwtSecret, "service_role"),
       worker_pid_files: [],
@@ -188,6 +191,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     SUPABASE_DB_URL: dbUrl,
     SUPABASE_URL: apiUrl,
     BIVELIO_JWT_SECRET: info.jwt_secret,
+    BIVELIO_WORKER_SECRET: info.worker_secret ?? "",
     // Local receivers (webhooks, http_request steps) run on this machine.
     BIVELIO_ALLOW_LOOPBACK_TARGETS: "1",
   };

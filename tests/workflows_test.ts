@@ -796,3 +796,28 @@ test("a run acts for its own organization: its contact lands in the instance's o
     await db`select org_id, environment from public.contacts where id = ${done.output.id}`;
   assert.deepEqual({ ...row }, { org_id: org.orgId, environment: "test" });
 });
+
+// ---------------------------------------------------------------------------------------
+// The worker function (what pg_net calls in production)
+// ---------------------------------------------------------------------------------------
+test("POST /v1/worker runs due jobs only with the worker secret", async () => {
+  const call = (secret: string) =>
+    fetch(`${stack.api_url}/v1/worker`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${secret}` },
+    });
+  const refused = await call("not-the-secret");
+  assert.equal(refused.status, 401);
+  assert.equal((await refused.json()).error.code, "AUTH_INVALID_TOKEN");
+
+  // A job due now is run by whichever worker gets it first: the stack's or this call's.
+  const key = await (await createTestOrg()).key();
+  const id = await createWorkflow(key, { steps: [setStep("a", { ran: true })] });
+  const { instance_id } = await execute(key, id);
+  const drained = await call(stack.worker_secret);
+  assert.equal(drained.status, 200);
+  const body = await drained.json();
+  assert.equal(typeof body.data.processed, "number");
+  const done = await waitForInstance(key, instance_id);
+  assert.deepEqual(done.output, { ran: true });
+});
