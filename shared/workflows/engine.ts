@@ -83,6 +83,7 @@ async function loadInstance(id: string) {
       select step_id, position, type, status, attempts, output, error, started_at, finished_at,
              resume_at
       from public.workflow_step_runs where instance_id = ${id}
+      order by position
     `,
   ]);
   return instance ? { instance, records } : null;
