@@ -1,6 +1,8 @@
 import { actions as apiKeys } from "../api-keys/app.ts";
 import { actions as auth } from "../auth/app.ts";
 import { actions as contacts } from "../contacts/app.ts";
+import { actions as webhooks } from "../webhooks/app.ts";
+import { actions as workflows } from "../workflows/app.ts";
 import { newApp } from "../../../shared/app.ts";
 import { ApiError } from "../../../shared/errors.ts";
 import { buildOpenApiDocument } from "../../../shared/openapi.ts";
@@ -9,6 +11,8 @@ const groups = [
   { group: "auth", actions: auth },
   { group: "api-keys", actions: apiKeys },
   { group: "contacts", actions: contacts },
+  { group: "workflows", actions: workflows },
+  { group: "webhooks", actions: webhooks },
 ];
 
 /** GET /v1/openapi: the OpenAPI 3.1 document, built once per instance. */

@@ -1,0 +1,170 @@
+/**
+ * Sends webhook deliveries: the worker's handler for `webhook` jobs (one job per delivery,
+ * so a slow receiver holds up only its own deliveries).
+ *
+ * One attempt: read the delivery, its webhook, its event and the signing secrets (service
+ * connection: the secrets are not readable by the API role); POST the spec's body
+ * `{event, timestamp, webhook_id, data}` with both signature schemes through the outbound
+ * guard (the target is checked again now, pinned to the checked address, no redirects,
+ * 10 s); then record the attempt with private.record_webhook_attempt (one statement, its
+ * capability the job's lease token), which also decides what comes next:
+ * delivered; a retry at the spec's delay (job rescheduled); failed, and the webhook
+ * disabled after the 5th automatic attempt or on 410 Gone; held when the webhook is
+ * disabled. A worker that dies mid-attempt loses nothing: the job's lease runs out and the
+ * attempt is made again (receivers deduplicate on `webhook-id`).
+ */
+import { serviceSql } from "../db.ts";
+import { OutboundBlockedError, outboundFetch, OutboundNetworkError } from "../outbound.ts";
+import { isoTimestamp } from "../time.ts";
+import { type Lease, MAX_CLAIMS } from "../worker.ts";
+import { signatureHeaders } from "./signing.ts";
+import { requiresHttps } from "./targets.ts";
+
+/** Seconds before automatic attempts 2, 3, 4 and 5 (the spec's retry table); 1 is at once. */
+export const RETRY_DELAYS_SECONDS = [30, 120, 600, 3600];
+/** An attempt succeeds on a 2xx within this time. */
+export const DELIVERY_TIMEOUT_MS = 10_000;
+/** Bytes of a receiver's answer read (and dropped): only its status matters. */
+const MAX_RESPONSE_BYTES = 1024;
+
+const USER_AGENT = "BiVelio-Webhooks/1.0";
+
+interface DeliveryToSend {
+  id: string;
+  status: string;
+  manual: boolean;
+  webhook_id: string;
+  event_type: string;
+  data: unknown;
+  event_at: Date;
+  environment: "live" | "test";
+  url: string;
+  webhook_status: "active" | "disabled";
+  /** Signing secrets, newest first. */
+  secrets: string[];
+}
+
+async function loadDelivery(id: string) {
+  const [row] = await serviceSql()<DeliveryToSend[]>`
+    select d.id, d.status, d.manual, d.webhook_id, d.event_type,
+           coalesce(d.test_data, e.data) as data, coalesce(e.created_at, d.created_at) as event_at,
+           d.environment, w.url, w.status as webhook_status,
+           array(select s.secret from private.webhook_secrets s
+                 where s.webhook_id = w.id and (s.expires_at is null or s.expires_at > now())
+                 order by s.created_at desc) as secrets
+    from public.webhook_deliveries d
+    join public.webhooks w on w.id = d.webhook_id
+    left join public.events e on e.id = d.event_id
+    where d.id = ${id}
+  `;
+  return row;
+}
+
+/** The exact body: the spec's payload, nothing more. */
+export function deliveryBody(
+  delivery: Pick<
+    DeliveryToSend,
+    "event_type" | "event_at" | "webhook_id" | "data"
+  >,
+) {
+  return JSON.stringify({
+    event: delivery.event_type,
+    timestamp: isoTimestamp(delivery.event_at),
+    webhook_id: delivery.webhook_id,
+    data: delivery.data,
+  });
+}
+
+interface AttemptResult {
+  sent: boolean;
+  statusCode: number | null;
+  durationMs: number;
+  error: string | null;
+}
+
+function statusError(status: number) {
+  if (status >= 200 && status < 300) return null;
+  if (status >= 300 && status < 400) {
+    return `The receiver answered ${status}; redirects are not followed.`;
+  }
+  if (status === 410) return "The receiver answered 410 Gone; the webhook was disabled.";
+  return `The receiver answered ${status}.`;
+}
+
+async function send(delivery: DeliveryToSend, attemptedAt: Date): Promise<AttemptResult> {
+  const body = deliveryBody(delivery);
+  const headers = {
+    "Content-Type": "application/json",
+    "User-Agent": USER_AGENT,
+    "X-BiVelio-Event": delivery.event_type,
+    "X-BiVelio-Delivery": delivery.id,
+    ...signatureHeaders({
+      secrets: delivery.secrets,
+      id: delivery.id,
+      timestamp: Math.floor(attemptedAt.getTime() / 1000),
+      body,
+    }),
+  };
+  const started = performance.now();
+  try {
+    const response = await outboundFetch(
+      { method: "POST", url: delivery.url, headers, body },
+      {
+        timeoutMs: DELIVERY_TIMEOUT_MS,
+        requireHttps: requiresHttps(delivery.environment),
+        maxResponseBytes: MAX_RESPONSE_BYTES,
+      },
+    );
+    return {
+      sent: true,
+      statusCode: response.status,
+      durationMs: response.durationMs,
+      error: statusError(response.status),
+    };
+  } catch (error) {
+    // The guard's and the network's messages name the host, never headers or the body.
+    if (error instanceof OutboundBlockedError || error instanceof OutboundNetworkError) {
+      return {
+        sent: true,
+        statusCode: null,
+        durationMs: Math.round(performance.now() - started),
+        error: error.message,
+      };
+    }
+    throw error;
+  }
+}
+
+export async function deliverWebhookJob(lease: Lease) {
+  const delivery = await loadDelivery(lease.job.ref);
+  // Gone (webhook deleted), already settled, or held meanwhile: nothing to send.
+  if (!delivery || delivery.status !== "pending") {
+    await lease.finish(serviceSql());
+    return;
+  }
+  const attemptedAt = new Date();
+  let result: AttemptResult;
+  if (delivery.webhook_status === "disabled" && !delivery.manual) {
+    result = { sent: false, statusCode: null, durationMs: 0, error: null };
+  } else if (lease.job.claims > MAX_CLAIMS) {
+    result = {
+      sent: true,
+      statusCode: null,
+      durationMs: 0,
+      error: `The worker stopped ${MAX_CLAIMS} times while sending this delivery.`,
+    };
+  } else {
+    result = await send(delivery, attemptedAt);
+  }
+
+  // One statement, autocommit: the lease token is the capability (see the migration).
+  await serviceSql()`
+    select private.record_webhook_attempt(
+      ${lease.job.id}, ${lease.job.lease_token}, ${lease.seconds}, ${result.sent},
+      ${attemptedAt}, ${result.statusCode}, ${result.durationMs}, ${result.error},
+      ${RETRY_DELAYS_SECONDS}::int[]
+    )
+  `;
+  // 'lease_lost': another worker holds the job now (this one's lease ran out); its attempt
+  // is the one on record.
+}

@@ -1,0 +1,97 @@
+import { createGroupApp, defineAction } from "../../../shared/app.ts";
+import {
+  byDeliveryId,
+  listDeliveries,
+  listDeliveriesInput,
+  queueTestDelivery,
+  redeliver,
+  testWebhookInput,
+  waitForFirstAttempt,
+} from "../../../shared/webhooks/deliveries.ts";
+import {
+  byWebhookId,
+  createWebhook,
+  createWebhookInput,
+  deleteWebhook,
+  getWebhook,
+  listWebhooks,
+  listWebhooksInput,
+  rotateSecretInput,
+  rotateWebhookSecret,
+  updateWebhook,
+  updateWebhookInput,
+} from "../../../shared/webhooks/endpoints.ts";
+
+/** POST /v1/webhooks[/<action>]: outbound webhooks and their deliveries (admin scope). */
+export const actions = [
+  defineAction({
+    name: "create",
+    summary: "Register a webhook (the signing secret is shown once)",
+    scope: "admin",
+    // The response holds the signing secret: it must not be stored for replay.
+    replayable: false,
+    input: createWebhookInput,
+    handler: ({ tx, data, principal }) => createWebhook(tx, principal, data),
+  }),
+  defineAction({
+    name: "list",
+    summary: "List webhooks, with last_triggered_at and success_rate",
+    scope: "admin",
+    input: listWebhooksInput,
+    handler: ({ tx, data }) => listWebhooks(tx, data),
+  }),
+  defineAction({
+    name: "get",
+    summary: "Get a webhook",
+    scope: "admin",
+    input: byWebhookId,
+    handler: ({ tx, data }) => getWebhook(tx, data.webhook_id),
+  }),
+  defineAction({
+    name: "update",
+    summary: "Update a webhook; status 'active' reactivates it and sends what it held",
+    scope: "admin",
+    input: updateWebhookInput,
+    handler: ({ tx, data, principal }) => updateWebhook(tx, principal, data),
+  }),
+  defineAction({
+    name: "delete",
+    summary: "Delete a webhook and its deliveries",
+    scope: "admin",
+    input: byWebhookId,
+    handler: ({ tx, data }) => deleteWebhook(tx, data.webhook_id),
+  }),
+  defineAction({
+    name: "rotate_secret",
+    summary: "Rotate the signing secret (shown once); the old one signs 24 h more",
+    scope: "admin",
+    replayable: false,
+    input: rotateSecretInput,
+    handler: ({ tx, data }) => rotateWebhookSecret(tx, data),
+  }),
+  defineAction({
+    name: "list_deliveries",
+    summary: "List deliveries with every attempt",
+    scope: "admin",
+    input: listDeliveriesInput,
+    handler: ({ tx, data }) => listDeliveries(tx, data),
+  }),
+  defineAction({
+    name: "redeliver",
+    summary: "Attempt a delivery again now",
+    scope: "admin",
+    input: byDeliveryId,
+    handler: ({ tx, data }) => redeliver(tx, data.delivery_id),
+  }),
+  defineAction({
+    name: "test",
+    summary: "Send a signed webhook.test event and return its attempt",
+    scope: "admin",
+    input: testWebhookInput,
+    handler: ({ tx, data }) => queueTestDelivery(tx, data.webhook_id),
+    // The worker sends it once the delivery is committed; wait for that attempt.
+    afterCommit: (queued, { principal }) => waitForFirstAttempt(principal, queued.delivery_id),
+  }),
+];
+
+export default createGroupApp("webhooks", actions);
