@@ -19,9 +19,11 @@ import { stopCluster } from "../../local/postgres.ts";
 import { contactsSection } from "./contacts.ts";
 import { type BenchContext, type BenchSection, type BenchSettings, freePort } from "./context.ts";
 import { ensureWrk, killRunningWrk } from "./wrk.ts";
+import { webhooksSection } from "./webhooks.ts";
+import { workflowsSection } from "./workflows.ts";
 
 /** Later sections (workflows, webhooks) are added here. */
-const SECTIONS: BenchSection[] = [contactsSection];
+const SECTIONS: BenchSection[] = [contactsSection, workflowsSection, webhooksSection];
 
 function numberFromEnv(name: string, fallback: number, min: number) {
   const text = Deno.env.get(name);
@@ -98,6 +100,8 @@ try {
     pgPort: freePort(),
     apiPort: freePort(),
     durable: false,
+    // The workflows section measures two workers side by side.
+    workers: 2,
     log: (line) => console.log(`[stack] ${line}`),
   });
 

@@ -1,0 +1,688 @@
+/**
+ * Section "workflows": 1,000 instances of a 5-step workflow of cheap `set` steps, executed
+ * end to end through the API and the stack's two worker processes, against graphile-worker
+ * (npm) running the same number of no-op jobs (1,000 × 5) with two worker processes of the
+ * same concurrency, on the same PostgreSQL (its own `graphile_worker` schema).
+ *
+ * Ours: the bench process sends 1,000 `POST /v1/workflows/execute` (async), 32 in flight
+ * (BENCH_WORKFLOWS_IN_FLIGHT) over keep-alive connections, then polls until every instance
+ * has ended. Figures come from the database: the instance's `created_at` (PostgreSQL's
+ * clock at insert), its first step's `started_at` (the worker's clock) and its
+ * `finished_at` (PostgreSQL's clock at the final commit); "execute" is when the bench sent
+ * the request (its clock). All of these clocks are this machine's. Wall time runs from the
+ * first request sent to the last instance finished.
+ *
+ * Baseline: tests/bench/graphile-baseline.ts, started twice. The 5,000 jobs are added in one
+ * `graphile_worker.add_jobs` call (its bulk API: one insert, one NOTIFY); each worker notes
+ * per job its `created_at`, when the task started and when graphile-worker reported it
+ * complete. Wall time runs from just before the add to the last job reported complete. Its
+ * start latency includes waiting behind the whole backlog, so it is no yardstick for ours.
+ *
+ * Latency without a backlog: after each burst, 200 more items one every 10 ms (ours: one
+ * execute each; graphile: one `add_job` call each).
+ *
+ * Both are warmed up first each round (ours: 50 instances; graphile: 250 jobs) and measured
+ * alternately (graphile, ours, graphile, …; BENCH_ROUNDS, default 2); the tables show
+ * medians. Targets (issue 3): ours steps/s ≥ 0.5 × graphile jobs/s, and ours p50
+ * execute → first step < 50 ms in the burst. The CPU time of each group of processes
+ * during the burst is shown too: on two cores it is what bounds throughput.
+ */
+import { mintApiKey } from "../../shared/api-keys.ts";
+import { type BenchContext, type BenchSection, median } from "./context.ts";
+import { ms, percent, table } from "./measure.ts";
+
+const INSTANCES = 1_000;
+const STEPS = [
+  { id: "s1", type: "set", config: { values: { n: "{{input.n}}", name: "{{input.name}}" } } },
+  {
+    id: "s2",
+    type: "set",
+    config: { values: { greeting: "Hello {{steps.s1.output.name}}", n: "{{steps.s1.output.n}}" } },
+  },
+  { id: "s3", type: "set", config: { values: { tier: "gold", n: "{{steps.s2.output.n}}" } } },
+  {
+    id: "s4",
+    type: "set",
+    config: { values: { summary: "{{steps.s2.output.greeting}} ({{steps.s3.output.tier}})" } },
+  },
+  {
+    id: "s5",
+    type: "set",
+    config: {
+      values: { n: "{{steps.s3.output.n}}", summary: "{{steps.s4.output.summary}}", done: true },
+    },
+  },
+];
+const JOBS = INSTANCES * STEPS.length;
+/** Execute requests in flight at once during the burst (BENCH_WORKFLOWS_IN_FLIGHT). */
+const IN_FLIGHT = Number(Deno.env.get("BENCH_WORKFLOWS_IN_FLIGHT") || 32);
+if (!Number.isInteger(IN_FLIGHT) || IN_FLIGHT < 1) {
+  throw new Error("BENCH_WORKFLOWS_IN_FLIGHT must be a whole number of at least 1.");
+}
+const WARMUP_INSTANCES = 50;
+const WARMUP_JOBS = 250;
+/** After the burst, for latency without a backlog: this many items at this rate. */
+const PACED_ITEMS = 200;
+const PACED_PER_SECOND = 100;
+/** The stack's worker runs this many jobs at once; graphile-worker gets the same. */
+const WORKER_CONCURRENCY = Number(Deno.env.get("BIVELIO_WORKER_CONCURRENCY") ?? 16);
+const WORKER_PROCESSES = 2;
+/** A round that has not finished by then fails the run. */
+const ROUND_TIMEOUT_MS = 180_000;
+// Far above what the machine can do, so the limiter counts every request but refuses none.
+const UNREACHABLE_LIMIT = 1_000_000_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Nearest-rank percentile of unsorted values. */
+function percentile(values: number[], p: number) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc; figures are left out elsewhere)
+// ---------------------------------------------------------------------------------------
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+function readText(path: string) {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Parent pid and CPU seconds (utime + stime) of every process, by pid. */
+function allProcesses() {
+  const processes = new Map<number, { ppid: number; seconds: number; cmdline: string }>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const stat = readText(`/proc/${entry.name}/stat`);
+    if (!stat) continue;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    processes.set(Number(entry.name), {
+      ppid: Number(fields[1]),
+      seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND,
+      cmdline: (readText(`/proc/${entry.name}/cmdline`) ?? "").replaceAll("\0", " "),
+    });
+  }
+  return processes;
+}
+
+function machineBusySeconds() {
+  const line = readText("/proc/stat")?.split("\n")[0];
+  if (!line?.startsWith("cpu ")) return 0;
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1)
+    .map(Number);
+  return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_SECOND;
+}
+
+type CpuGroup = "gateway" | "workers" | "postgres" | "bench";
+type CpuUse = Record<CpuGroup | "machine", number> & { wall: number };
+
+/**
+ * CPU seconds by group: the gateway and the stack's workers (children of this process, by
+ * their scripts), graphile-worker's processes (counted as workers), PostgreSQL (the
+ * postmaster and its backends) and this process (the load generator).
+ */
+function cpuGroups(postmasterPid: number | null) {
+  const processes = allProcesses();
+  const use = { gateway: 0, workers: 0, postgres: 0, bench: 0 };
+  for (const [pid, p] of processes) {
+    if (pid === Deno.pid) use.bench += p.seconds;
+    else if (postmasterPid !== null && (pid === postmasterPid || p.ppid === postmasterPid)) {
+      use.postgres += p.seconds;
+    } else if (p.ppid === Deno.pid && p.cmdline.includes("local/gateway.ts")) {
+      use.gateway += p.seconds;
+    } else if (
+      p.ppid === Deno.pid &&
+      (p.cmdline.includes("local/worker.ts") || p.cmdline.includes("graphile-baseline.ts"))
+    ) {
+      use.workers += p.seconds;
+    }
+  }
+  return use;
+}
+
+async function cpuMeter(ctx: BenchContext) {
+  if (readText("/proc/stat") === null) return null;
+  const [{ pid }] = await ctx.db<{ pid: number }[]>`select pg_backend_pid() as pid`;
+  const stat = readText(`/proc/${pid}/stat`);
+  const postmasterPid = stat ? Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) : null;
+  return {
+    start() {
+      const before = { ...cpuGroups(postmasterPid), machine: machineBusySeconds() };
+      const at = performance.now();
+      return (): CpuUse => {
+        const after = { ...cpuGroups(postmasterPid), machine: machineBusySeconds() };
+        return {
+          gateway: after.gateway - before.gateway,
+          workers: after.workers - before.workers,
+          postgres: after.postgres - before.postgres,
+          bench: after.bench - before.bench,
+          machine: after.machine - before.machine,
+          wall: (performance.now() - at) / 1000,
+        };
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------
+
+interface Latencies {
+  p50: number;
+  p99: number;
+}
+
+interface Timings {
+  /** Execute (request sent) or job added → first step or task started. */
+  start: Latencies;
+  /** … → instance finished or job reported complete. */
+  end: Latencies;
+  /** Ours only: the same from the instance's insert (leaving out the gateway's share). */
+  fromInsert?: { start: Latencies; end: Latencies };
+}
+
+interface RoundResult {
+  /** Instances (ours) or jobs (graphile). */
+  items: number;
+  steps: number;
+  wallSeconds: number;
+  /** Of the burst, whose wall time is measured. */
+  burst: Timings;
+  /** Of PACED_ITEMS items sent one by one at PACED_PER_SECOND. */
+  paced: Timings;
+  /** Of the burst. */
+  cpu: CpuUse | null;
+}
+
+const latencies = (values: number[]): Latencies => ({
+  p50: percentile(values, 50),
+  p99: percentile(values, 99),
+});
+
+/** Calls `send` PACED_ITEMS times at PACED_PER_SECOND (not waiting for the answers). */
+async function paced(send: () => Promise<void>) {
+  const sending: Promise<void>[] = [];
+  const begin = Date.now();
+  for (let i = 0; i < PACED_ITEMS; i++) {
+    const wait = begin + (i * 1000) / PACED_PER_SECOND - Date.now();
+    if (wait > 0) await sleep(wait);
+    sending.push(send());
+  }
+  await Promise.all(sending);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ours: the API and the stack's workers
+// ---------------------------------------------------------------------------------------
+
+interface Ours {
+  key: string;
+  workflowId: string;
+  url: string;
+  /** The next instance's input number. */
+  next: number;
+}
+
+async function postJson(url: string, key: string, body: unknown) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-API-Key": key },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`${url} answered ${response.status}: ${text}`);
+  return JSON.parse(text).data;
+}
+
+/** A fresh enterprise organization (limits far out of reach), a key and the workflow. */
+async function setUpOurs(ctx: BenchContext): Promise<Ours> {
+  const [org] = await ctx.db<{ id: string }[]>`
+    insert into public.organizations
+      (name, plan, custom_requests_per_minute, custom_requests_per_second)
+    values ('Workflows benchmark org', 'enterprise', ${UNREACHABLE_LIMIT}, ${UNREACHABLE_LIMIT})
+    returning id
+  `;
+  const { key } = await mintApiKey(ctx.db, {
+    name: "workflows benchmark",
+    environment: "live",
+    type: "secret",
+    scopes: ["read", "write"],
+  }, org.id);
+  const workflow = await postJson(`${ctx.stack.api_url}/v1/workflows/create`, key, {
+    action: "create",
+    data: { name: "Benchmark: five set steps", steps: STEPS },
+  });
+  return {
+    key,
+    workflowId: workflow.id,
+    url: `${ctx.stack.api_url}/v1/workflows/execute`,
+    next: 0,
+  };
+}
+
+/** Executes one instance (async) and notes when the request was sent, by instance id. */
+async function executeOne(ours: Ours, sentAt: Map<string, number>) {
+  const n = ours.next++;
+  const at = Date.now();
+  const instance = await postJson(ours.url, ours.key, {
+    action: "execute",
+    data: { workflow_id: ours.workflowId, input: { n, name: `Client ${n}` }, async: true },
+  });
+  sentAt.set(instance.instance_id, at);
+}
+
+/** Sends `count` executes, IN_FLIGHT at once; returns when each was sent, by instance id. */
+async function executeMany(ours: Ours, count: number) {
+  const sentAt = new Map<string, number>();
+  let left = count;
+  const sender = async () => {
+    while (left-- > 0) await executeOne(ours, sentAt);
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, sender));
+  return sentAt;
+}
+
+/** Polls until every one of `ids` has ended; throws if any did not complete correctly. */
+async function waitForInstances(ctx: BenchContext, ids: string[]) {
+  const deadline = Date.now() + ROUND_TIMEOUT_MS;
+  for (;;) {
+    const [{ open }] = await ctx.db<{ open: number }[]>`
+      select count(*)::int as open from public.workflow_instances
+      where id = any(${ids}) and status in ('pending', 'running')
+    `;
+    if (open === 0) break;
+    if (Date.now() > deadline) {
+      throw new Error(`${open} of ${ids.length} instances still running after the time limit.`);
+    }
+    await sleep(100);
+  }
+  // Completed, all five steps recorded, and the templates carried the input to the output.
+  const [check] = await ctx.db<{ good: number; statuses: string }[]>`
+    select count(*) filter (
+             where i.status = 'completed' and (i.output->>'n')::int = (i.input->>'n')::int
+               and i.output->>'summary' = 'Hello ' || (i.input->>'name') || ' (gold)'
+               and (select count(*) from public.workflow_step_runs s
+                    where s.instance_id = i.id and s.status = 'completed') = ${STEPS.length}
+           )::int as good,
+           string_agg(distinct i.status, ', ') as statuses
+    from public.workflow_instances i where i.id = any(${ids})
+  `;
+  if (check.good !== ids.length) {
+    throw new Error(
+      `Only ${check.good} of ${ids.length} instances completed with the expected output ` +
+        `(statuses: ${check.statuses}).`,
+    );
+  }
+}
+
+/** Waits for the instances, then reads their timings from the database. */
+async function instanceTimings(ctx: BenchContext, sentAt: Map<string, number>) {
+  const ids = [...sentAt.keys()];
+  await waitForInstances(ctx, ids);
+  const rows = await ctx.db<
+    { id: string; created: number; first_step: number; finished: number }[]
+  >`
+    select i.id,
+           extract(epoch from i.created_at) * 1000 as created,
+           extract(epoch from s.started_at) * 1000 as first_step,
+           extract(epoch from i.finished_at) * 1000 as finished
+    from public.workflow_instances i
+    join public.workflow_step_runs s on s.instance_id = i.id and s.position = 1
+    where i.id = any(${ids})
+  `;
+  const sent = (row: { id: string }) => sentAt.get(row.id)!;
+  const timings: Timings = {
+    start: latencies(rows.map((r) => Number(r.first_step) - sent(r))),
+    end: latencies(rows.map((r) => Number(r.finished) - sent(r))),
+    fromInsert: {
+      start: latencies(rows.map((r) => Number(r.first_step) - Number(r.created))),
+      end: latencies(rows.map((r) => Number(r.finished) - Number(r.created))),
+    },
+  };
+  return { timings, lastFinished: Math.max(...rows.map((r) => Number(r.finished))) };
+}
+
+async function runOurs(ctx: BenchContext, ours: Ours): Promise<RoundResult> {
+  const meter = await cpuMeter(ctx);
+  if (ctx.settings.warmupSeconds > 0) {
+    await waitForInstances(ctx, [...(await executeMany(ours, WARMUP_INSTANCES)).keys()]);
+  }
+  const stopMeter = meter?.start();
+  const firstSent = Date.now();
+  const burst = await instanceTimings(ctx, await executeMany(ours, INSTANCES));
+  const cpu = stopMeter?.() ?? null;
+
+  const pacedSentAt = new Map<string, number>();
+  await paced(() => executeOne(ours, pacedSentAt));
+  return {
+    items: INSTANCES,
+    steps: JOBS,
+    wallSeconds: (burst.lastFinished - firstSent) / 1000,
+    burst: burst.timings,
+    paced: (await instanceTimings(ctx, pacedSentAt)).timings,
+    cpu,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Baseline: graphile-worker
+// ---------------------------------------------------------------------------------------
+
+/** Splits a byte stream into lines. */
+async function* lines(stream: ReadableStream<Uint8Array>) {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+}
+
+interface GraphileProcess {
+  /** Asks for the noted jobs ([added, started, completed] ms) and forgets them. */
+  samples(): Promise<[number, number, number][]>;
+}
+
+const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
+const GRAPHILE_SCRIPT = new URL("./graphile-baseline.ts", import.meta.url).pathname;
+
+async function startGraphileProcess(ctx: BenchContext): Promise<GraphileProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", CONFIG, GRAPHILE_SCRIPT],
+    env: { BENCH_DB_URL: ctx.stack.db_url, BENCH_CONCURRENCY: String(WORKER_CONCURRENCY) },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const stdin = child.stdin.getWriter();
+  let exited = false;
+  const status = child.status.finally(() => (exited = true));
+  /** Waits up to `ms` for the process to exit; whether it did. */
+  const exits = (ms: number) =>
+    Promise.race([status.then(() => true), sleep(ms).then(() => exited)]);
+  ctx.defer(async () => {
+    await stdin.close().catch(() => {}); // the worker's cue to shut down
+    if (await exits(5_000)) return;
+    child.kill("SIGTERM");
+    if (await exits(5_000)) return;
+    child.kill("SIGKILL");
+    await status;
+  });
+
+  let ready!: () => void;
+  const isReady = new Promise<void>((resolve) => (ready = resolve));
+  const waiting: ((samples: [number, number, number][]) => void)[] = [];
+  (async () => {
+    for await (const line of lines(child.stdout)) {
+      if (line === "ready") ready();
+      else if (line.startsWith("samples ")) waiting.shift()?.(JSON.parse(line.slice(8)));
+      else console.log(`[graphile-worker] ${line}`);
+    }
+  })();
+  const started = await Promise.race([
+    isReady.then(() => true),
+    status.then(() => false),
+    sleep(60_000).then(() => false),
+  ]);
+  if (!started) throw new Error("A graphile-worker process did not get ready.");
+  return {
+    samples() {
+      const answer = new Promise<[number, number, number][]>((resolve) => waiting.push(resolve));
+      stdin.write(new TextEncoder().encode("samples\n"));
+      return answer;
+    },
+  };
+}
+
+async function graphileQueueLength(ctx: BenchContext) {
+  const [{ n }] = await ctx.db<{ n: number }[]>`
+    select count(*)::int as n from graphile_worker._private_jobs
+  `;
+  return n;
+}
+
+/** Adds `count` no-op jobs in one `add_jobs` call. */
+async function addGraphileJobs(ctx: BenchContext, count: number, warmup: boolean) {
+  await ctx.db`
+    select count(*) from graphile_worker.add_jobs(array(
+      select json_populate_record(null::graphile_worker.job_spec,
+        json_build_object('identifier', 'noop', 'payload', json_build_object('warmup', ${warmup})))
+      from generate_series(1, ${count})
+    ))
+  `;
+}
+
+async function waitForEmptyGraphileQueue(ctx: BenchContext) {
+  const deadline = Date.now() + ROUND_TIMEOUT_MS;
+  let left;
+  while ((left = await graphileQueueLength(ctx)) > 0) {
+    if (Date.now() > deadline) {
+      throw new Error(`${left} graphile-worker jobs left after the limit.`);
+    }
+    await sleep(100);
+  }
+}
+
+/** Waits for the queue to empty, then collects the workers' notes on the jobs. */
+async function jobTimings(ctx: BenchContext, processes: GraphileProcess[], expected: number) {
+  await waitForEmptyGraphileQueue(ctx);
+  const samples = (await Promise.all(processes.map((p) => p.samples()))).flat();
+  if (samples.length !== expected) {
+    throw new Error(`graphile-worker reported ${samples.length} of ${expected} jobs completed.`);
+  }
+  const timings: Timings = {
+    start: latencies(samples.map(([added, started]) => started - added)),
+    end: latencies(samples.map(([added, , completed]) => completed - added)),
+  };
+  return { timings, lastCompleted: Math.max(...samples.map(([, , completed]) => completed)) };
+}
+
+async function runGraphile(ctx: BenchContext, processes: GraphileProcess[]): Promise<RoundResult> {
+  const meter = await cpuMeter(ctx);
+  await waitForEmptyGraphileQueue(ctx);
+  if (ctx.settings.warmupSeconds > 0) {
+    await addGraphileJobs(ctx, WARMUP_JOBS, true);
+    await waitForEmptyGraphileQueue(ctx);
+  }
+  const stopMeter = meter?.start();
+  const added = Date.now();
+  await addGraphileJobs(ctx, JOBS, false);
+  const burst = await jobTimings(ctx, processes, JOBS);
+  const cpu = stopMeter?.() ?? null;
+
+  // One add_job call (one transaction) per job, as an execute request makes one instance.
+  await paced(async () => {
+    await ctx.db`select graphile_worker.add_job('noop', json_build_object('warmup', false))`;
+  });
+  return {
+    items: JOBS,
+    steps: JOBS,
+    wallSeconds: (burst.lastCompleted - added) / 1000,
+    burst: burst.timings,
+    paced: (await jobTimings(ctx, processes, PACED_ITEMS)).timings,
+    cpu,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The section
+// ---------------------------------------------------------------------------------------
+
+const pair = (l: Latencies) => `${ms(l.p50)} / ${ms(l.p99)}`;
+
+/** CPU seconds of the machine outside the measured groups (another program, the kernel). */
+const otherCpu = (cpu: CpuUse) =>
+  cpu.machine - cpu.gateway - cpu.workers - cpu.postgres - cpu.bench;
+
+function logRound(ctx: BenchContext, round: number, label: string, r: RoundResult) {
+  ctx.log(
+    `  round ${round}  ${label.padEnd(15)} ${r.wallSeconds.toFixed(2)} s, ` +
+      `${(r.steps / r.wallSeconds).toFixed(0)} steps/s; start p50/p99 ${pair(r.burst.start)}, ` +
+      `end ${pair(r.burst.end)}; paced start ${pair(r.paced.start)}` +
+      (r.cpu ? `; other CPU ${otherCpu(r.cpu).toFixed(2)} s` : ""),
+  );
+}
+
+/** The median of each figure over the rounds. */
+function summarize(rounds: RoundResult[]): RoundResult {
+  const m = (pick: (r: RoundResult) => number) => median(rounds.map(pick));
+  const lat = (pick: (r: RoundResult) => Latencies): Latencies => ({
+    p50: m((r) => pick(r).p50),
+    p99: m((r) => pick(r).p99),
+  });
+  const timings = (pick: (r: RoundResult) => Timings): Timings => ({
+    start: lat((r) => pick(r).start),
+    end: lat((r) => pick(r).end),
+    fromInsert: pick(rounds[0]).fromInsert && {
+      start: lat((r) => pick(r).fromInsert!.start),
+      end: lat((r) => pick(r).fromInsert!.end),
+    },
+  });
+  const cpus = rounds.map((r) => r.cpu);
+  const cpu = (key: keyof CpuUse) => median(cpus.map((c) => c![key]));
+  return {
+    items: rounds[0].items,
+    steps: rounds[0].steps,
+    wallSeconds: m((r) => r.wallSeconds),
+    burst: timings((r) => r.burst),
+    paced: timings((r) => r.paced),
+    cpu: cpus.every((c) => c !== null)
+      ? {
+        gateway: cpu("gateway"),
+        workers: cpu("workers"),
+        postgres: cpu("postgres"),
+        bench: cpu("bench"),
+        machine: cpu("machine"),
+        wall: cpu("wall"),
+      }
+      : null,
+  };
+}
+
+function printResults(ours: RoundResult, graphile: RoundResult, rounds: number) {
+  const verdict = (pass: boolean) => (pass ? "PASS" : "MISS");
+  console.log(
+    `\nWorkflows: ${INSTANCES} instances × ${STEPS.length} set steps vs ${JOBS} no-op ` +
+      `graphile-worker jobs, ${WORKER_PROCESSES} worker processes × ${WORKER_CONCURRENCY} ` +
+      `jobs at once each (medians of ${rounds} rounds each)`,
+  );
+  console.log(
+    `  ours:     POST /v1/workflows/execute (async), ${IN_FLIGHT} in flight; ` +
+      `start = first step started, end = instance finished`,
+  );
+  console.log(
+    `  graphile: run() defaults; all jobs added by one add_jobs call; ` +
+      `start = task started, end = job reported complete`,
+  );
+  const row = (label: string, items: string, r: RoundResult, t: Timings["fromInsert"]) => [
+    label,
+    items,
+    r.wallSeconds.toFixed(2),
+    (r.items / r.wallSeconds).toFixed(0),
+    (r.steps / r.wallSeconds).toFixed(0),
+    pair(t!.start),
+    pair(t!.end),
+  ];
+  console.log(table([
+    ["", "items", "wall s", "items/s", "steps/s", "start p50 / p99", "end-to-end p50 / p99"],
+    row("graphile-worker (from add)", `${graphile.items} jobs`, graphile, graphile.burst),
+    row("ours (from execute sent)", `${ours.items} inst.`, ours, ours.burst),
+    row("ours (from instance insert)", `${ours.items} inst.`, ours, ours.burst.fromInsert),
+  ]));
+
+  console.log(
+    `\nStart latency at a steady ${PACED_PER_SECOND} items/s (${PACED_ITEMS} each; ` +
+      `graphile: one add_job call per job)`,
+  );
+  const pacedRow = (label: string, t: Timings["fromInsert"]) => [
+    label,
+    pair(t!.start),
+    pair(t!.end),
+  ];
+  console.log(table([
+    ["", "start p50 / p99", "end-to-end p50 / p99"],
+    pacedRow("graphile-worker (from add)", graphile.paced),
+    pacedRow("ours (from execute sent)", ours.paced),
+    pacedRow("ours (from instance insert)", ours.paced.fromInsert),
+  ]));
+
+  const ratio = (ours.steps / ours.wallSeconds) / (graphile.steps / graphile.wallSeconds);
+  console.log();
+  console.log(table([
+    ["", "measured", "target", ""],
+    ["ours steps/s ÷ graphile jobs/s", ratio.toFixed(2), "≥ 0.5", verdict(ratio >= 0.5)],
+    [
+      "ours p50 execute → first step (burst)",
+      ms(ours.burst.start.p50),
+      "< 50 ms",
+      verdict(ours.burst.start.p50 < 50),
+    ],
+  ]));
+
+  if (ours.cpu && graphile.cpu) {
+    const cpuRow = (label: string, r: RoundResult) => {
+      const cpu = r.cpu!;
+      const perThousandSteps = (seconds: number) => `${(seconds * 1e6 / r.steps).toFixed(0)}`;
+      return [
+        label,
+        perThousandSteps(cpu.gateway),
+        perThousandSteps(cpu.workers),
+        perThousandSteps(cpu.postgres),
+        perThousandSteps(cpu.bench),
+        perThousandSteps(otherCpu(cpu)),
+        perThousandSteps(cpu.machine),
+        percent(cpu.machine / (cpu.wall * navigator.hardwareConcurrency)),
+      ];
+    };
+    console.log();
+    console.log(table([
+      [
+        "CPU ms per 1,000 steps (burst)",
+        "gateway",
+        "workers",
+        "postgres",
+        "client",
+        "other",
+        "machine",
+        "busy",
+      ],
+      cpuRow("graphile-worker", graphile),
+      cpuRow("ours", ours),
+    ]));
+  }
+}
+
+export const workflowsSection: BenchSection = {
+  name: "workflows",
+  async run(ctx) {
+    const ours = await setUpOurs(ctx);
+    // One after the other: the first one installs graphile-worker's schema.
+    const graphile: GraphileProcess[] = [];
+    for (let i = 0; i < WORKER_PROCESSES; i++) graphile.push(await startGraphileProcess(ctx));
+    ctx.log(
+      `${INSTANCES} instances of ${STEPS.length} set steps (ours) and ${JOBS} no-op jobs ` +
+        `(graphile-worker), then ${PACED_ITEMS} of each at ${PACED_PER_SECOND}/s; ` +
+        `${ctx.settings.rounds} rounds, alternating`,
+    );
+    const results = { ours: [] as RoundResult[], graphile: [] as RoundResult[] };
+    for (let round = 1; round <= ctx.settings.rounds; round++) {
+      const g = await runGraphile(ctx, graphile);
+      logRound(ctx, round, "graphile-worker", g);
+      results.graphile.push(g);
+      const o = await runOurs(ctx, ours);
+      logRound(ctx, round, "ours", o);
+      results.ours.push(o);
+    }
+    printResults(summarize(results.ours), summarize(results.graphile), ctx.settings.rounds);
+  },
+};
