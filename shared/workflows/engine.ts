@@ -354,7 +354,7 @@ class InstanceRun {
         `;
         if (!updated) throw new RunStopped("cancelled");
         const all = effect ? [...records, ...(await effect(tx))] : records;
-        if (all.length > 0) await saveRecords(tx, this.instance.id, all);
+        if (all.length > 0) await saveRecords(tx, this.instance, all);
         if (ending.kind === "reschedule") await this.lease.reschedule(tx, ending.at);
         if (finished) {
           await emitEvent(
@@ -381,11 +381,12 @@ class InstanceRun {
   }
 }
 
-async function saveRecords(tx: Tx, instanceId: string, records: StepRecord[]) {
+/** Upserts step records. The tenant is given, not left to the per-row claim defaults. */
+async function saveRecords(tx: Tx, instance: InstanceState, records: StepRecord[]) {
   await tx`
-    insert into public.workflow_step_runs as r (instance_id, step_id, position, type, status,
-      attempts, output, error, started_at, finished_at, resume_at)
-    select ${instanceId}, x.step_id, x.position, x.type, x.status, x.attempts, x.output, x.error,
+    insert into public.workflow_step_runs as r (instance_id, org_id, environment, step_id,
+      position, type, status, attempts, output, error, started_at, finished_at, resume_at)
+    select ${instance.id}, ${instance.org_id}, ${instance.environment}, x.step_id, x.position, x.type, x.status, x.attempts, x.output, x.error,
            x.started_at, x.finished_at, x.resume_at
     from jsonb_to_recordset(${tx.json(records as never)}) as x(step_id text, position int,
       type text, status text, attempts int, output jsonb, error jsonb, started_at timestamptz,

@@ -114,8 +114,8 @@ async function findInstance(tx: Tx, id: string) {
 }
 
 export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInput>) {
-  const [workflow] = await tx<{ status: string }[]>`
-    select status from public.workflows where id = ${input.workflow_id}
+  const [workflow] = await tx<{ name: string; status: string }[]>`
+    select name, status from public.workflows where id = ${input.workflow_id}
   `;
   if (!workflow) throw notFound("Workflow", input.workflow_id);
   if (workflow.status !== "active") {
@@ -125,10 +125,10 @@ export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInpu
       { details: { status: workflow.status } },
     );
   }
-  let started: { id: string }[];
+  let started: Omit<InstanceRow, "workflow_name">[];
   try {
-    started = await tx<{ id: string }[]>`
-      select id from private.start_workflow_instance(
+    started = await tx<Omit<InstanceRow, "workflow_name">[]>`
+      select * from private.start_workflow_instance(
         ${input.workflow_id}, ${tx.json(input.input as never)}, '{"type": "manual"}')
     `;
   } catch (error) {
@@ -142,7 +142,7 @@ export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInpu
     }
     throw error;
   }
-  return instanceToApi(await findInstance(tx, started[0].id));
+  return instanceToApi({ ...started[0], workflow_name: workflow.name });
 }
 
 export async function listInstances(tx: Tx, query: z.output<typeof listInstancesInput>) {

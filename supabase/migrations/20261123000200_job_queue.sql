@@ -24,25 +24,16 @@ create index jobs_due_idx on private.jobs (available_at);
 -- Service access only: no policy, no grant.
 alter table private.jobs enable row level security;
 
--- Workers LISTEN on this channel; a new job wakes them at once instead of at their next poll.
-create function private.wake_workers() returns trigger
-language plpgsql
+
+-- Claims up to p_limit due jobs of the given kinds for p_lease_seconds. (plpgsql, not sql:
+-- its plan is cached; a set-returning sql function would be planned on every call.)
+create function private.claim_jobs(p_kinds text[], p_limit int, p_lease_seconds int)
+returns setof private.jobs
+language plpgsql volatile
 set search_path = ''
 as $$
 begin
-  perform pg_notify('bivelio_jobs', '');
-  return null;
-end
-$$;
-create trigger jobs_wake_workers after insert on private.jobs
-  for each statement execute function private.wake_workers();
-
--- Claims up to p_limit due jobs of the given kinds for p_lease_seconds.
-create function private.claim_jobs(p_kinds text[], p_limit int, p_lease_seconds int)
-returns setof private.jobs
-language sql volatile
-set search_path = ''
-as $$
+  return query
   with due as (
     select id from private.jobs
     where available_at <= now() and kind = any (p_kinds)
@@ -56,7 +47,8 @@ as $$
       claims = j.claims + 1
   from due
   where j.id = due.id
-  returning j.*
+  returning j.*;
+end
 $$;
 
 -- Inside a worker's transaction: whether it still holds the job's lease. Extends the lease
@@ -166,17 +158,24 @@ begin
 end
 $$;
 
-create function private.tick_workers_on_enqueue() returns trigger
+-- New jobs wake the workers at once instead of at their next poll: locally a NOTIFY on
+-- the channel they LISTEN on, in production a call to the worker function. Statements that
+-- inserted nothing (a fan-out to no webhook) wake nobody.
+create function private.jobs_enqueued() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  perform private.tick_workers(false);
+  if exists (select from new_jobs) then
+    perform pg_notify('bivelio_jobs', '');
+    perform private.tick_workers(false);
+  end if;
   return null;
 end
 $$;
-create trigger jobs_tick_workers after insert on private.jobs
-  for each statement execute function private.tick_workers_on_enqueue();
+create trigger jobs_enqueued after insert on private.jobs
+  referencing new table as new_jobs
+  for each statement execute function private.jobs_enqueued();
 
 select cron.schedule('bivelio-tick-workers', '* * * * *', 'select private.tick_workers()');
 

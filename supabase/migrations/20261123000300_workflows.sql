@@ -148,9 +148,11 @@ create policy workflow_step_runs_own_org_env on public.workflow_step_runs for al
 create function private.start_workflow_instance(
   p_workflow_id text, p_input jsonb, p_trigger jsonb, p_chain_depth int default 0
 ) returns setof public.workflow_instances
-language sql volatile
+language plpgsql volatile  -- not sql: a plpgsql function's plan is cached
 set search_path = ''
 as $$
+begin
+  return query
   insert into public.workflow_instances (org_id, environment, workflow_id, workflow_version,
     exclusive, total_steps, input, trigger, chain_depth)
   select w.org_id, w.environment, w.id, w.version, w.concurrency = 'single',
@@ -158,7 +160,8 @@ as $$
   from public.workflows w
   join public.workflow_versions v on v.workflow_id = w.id and v.version = w.version
   where w.id = p_workflow_id and w.status = 'active'
-  returning *
+  returning *;
+end
 $$;
 grant execute on function private.start_workflow_instance(text, jsonb, jsonb, int)
   to authenticated, service_role;

@@ -449,11 +449,11 @@ select set_eq(
         'private.cron_field_values(text,text,integer,integer,text[])',
         'private.cron_fields(text)', 'private.cron_matches(text,timestamp without time zone)',
         'private.cron_expression_error(text)', 'private.cron_timezone_error(text)',
-        'private.wake_workers()', 'private.claim_jobs(text[],integer,integer)',
+        'private.jobs_enqueued()', 'private.claim_jobs(text[],integer,integer)',
         'private.hold_lease(bigint,uuid,integer)',
         'private.reschedule_job(bigint,uuid,timestamp with time zone,boolean)',
         'private.finish_job(bigint,uuid)', 'private.tick_workers(boolean)',
-        'private.tick_workers_on_enqueue()',
+        'private.lock_workflow_job(text)',
         'private.start_workflow_instance(text,jsonb,jsonb,integer)',
         'private.queue_workflow_instance()', 'private.workflow_instance_finished()',
         'private.start_event_workflows()', 'private.start_cron_workflows(timestamp with time zone)'])$$,
@@ -465,7 +465,7 @@ select set_eq(
         'private.cron_expression_error(text)', 'private.cron_timezone_error(text)',
         'private.hold_lease(bigint,uuid,integer)',
         'private.reschedule_job(bigint,uuid,timestamp with time zone,boolean)',
-        'private.finish_job(bigint,uuid)',
+        'private.finish_job(bigint,uuid)', 'private.lock_workflow_job(text)',
         'private.start_workflow_instance(text,jsonb,jsonb,integer)'],
   'authenticated can execute exactly the granted functions of private (of these migrations)'
 );
