@@ -575,6 +575,35 @@ test("410 Gone disables the webhook at once, without retries", async () => {
   assert.equal(receiver.requests().length, 1);
 });
 
+test("a receiver slower than 10 s is a failed attempt (timeout), retried on schedule", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  const receiver = receiverPath();
+  routes.set(receiver.path, async () => {
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    return new Response("too late");
+  });
+  const webhook = await createWebhook(key, { url: receiver.url, events: ["contact.created"] });
+  await createContact(key);
+  const delivery = await waitFor(
+    "the timed-out attempt",
+    async () => {
+      const [row] = await deliveriesOf(webhook.webhook_id);
+      return row?.attempt_count >= 1 ? row : undefined;
+    },
+    20_000,
+  );
+  assert.equal(delivery.status, "pending", "a timeout is retried");
+  const [attempt] = await db`
+    select status_code, duration_ms, error, success from public.webhook_attempts
+    where delivery_id = ${delivery.id}
+  `;
+  assert.equal(attempt.success, false);
+  assert.equal(attempt.status_code, null);
+  assert.ok(attempt.duration_ms >= 9_900 && attempt.duration_ms < 12_000, `${attempt.duration_ms}`);
+  assert.match(attempt.error, /within 10000 ms/);
+});
+
 test("redirects are not followed: a 302 is a failed attempt, retried on schedule", async () => {
   const org = await createTestOrg();
   const key = await org.key();

@@ -366,6 +366,20 @@ test("sync execute waits for the end and returns output and per-step records", a
   assert.equal(done.steps[1].output.waited_until.length > 0, true);
 });
 
+test("sync execute answers after 60 s with the instance as it stands when the run is longer", async () => {
+  const key = await (await createTestOrg()).key();
+  const id = await createWorkflow(key, {
+    steps: [setStep("first", {}), { id: "wait", type: "delay", config: { seconds: 600 } }],
+  });
+  const started = Date.now();
+  const answer = await execute(key, id, {}, true);
+  const took = Date.now() - started;
+  assert.ok(took >= 60_000 && took < 65_000, `answered after ${took} ms`);
+  assert.equal(answer.status, "running");
+  assert.equal(answer.current_step, 2);
+  assert.equal(answer.steps[1].status, "waiting");
+});
+
 test("a single-concurrency workflow refuses a second execute while one runs (409)", async () => {
   const key = await (await createTestOrg()).key();
   const id = await createWorkflow(key, {
