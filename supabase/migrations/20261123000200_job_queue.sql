@@ -101,6 +101,28 @@ grant execute on function private.hold_lease(bigint, uuid, int),
   to authenticated, service_role;
 grant execute on function private.claim_jobs(text[], int, int) to service_role;
 
+-- A job whose lease ran out is due again by itself (its available_at has passed), so no
+-- worker waits for this; the sweep makes it visible (the row no longer looks held, and the
+-- old token is void) and wakes the workers for it. pg_cron runs it every minute.
+create function private.sweep_expired_leases() returns int
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  swept int;
+begin
+  update private.jobs set lease_token = null
+  where lease_token is not null and available_at <= now();
+  get diagnostics swept = row_count;
+  if swept > 0 then
+    perform pg_notify('bivelio_jobs', '');
+  end if;
+  return swept;
+end
+$$;
+select cron.schedule('bivelio-sweep-expired-leases', '* * * * *',
+  'select private.sweep_expired_leases()');
+
 -- ---------------------------------------------------------------------------------------
 -- Waking the worker edge function in production
 -- ---------------------------------------------------------------------------------------

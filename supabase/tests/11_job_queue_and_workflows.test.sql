@@ -8,7 +8,7 @@ begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
 
-select plan(101);
+select plan(103);
 
 \ir _helpers.psql
 
@@ -450,6 +450,7 @@ select set_eq(
         'private.cron_fields(text)', 'private.cron_matches(text,timestamp without time zone)',
         'private.cron_expression_error(text)', 'private.cron_timezone_error(text)',
         'private.jobs_enqueued()', 'private.claim_jobs(text[],integer,integer)',
+        'private.sweep_expired_leases()',
         'private.hold_lease(bigint,uuid,integer)',
         'private.reschedule_job(bigint,uuid,timestamp with time zone,boolean)',
         'private.finish_job(bigint,uuid)', 'private.tick_workers(boolean)',
@@ -621,12 +622,29 @@ select is(
 );
 select results_eq(
   $$select jobname::text collate "default", schedule, command from cron.job
-    where jobname in ('bivelio-start-cron-workflows', 'bivelio-tick-workers') order by jobname$$,
+    where jobname in ('bivelio-start-cron-workflows', 'bivelio-tick-workers',
+                      'bivelio-sweep-expired-leases') order by jobname$$,
   $$values ('bivelio-start-cron-workflows'::text, '* * * * *'::text,
             'select private.start_cron_workflows()'::text),
+           ('bivelio-sweep-expired-leases', '* * * * *', 'select private.sweep_expired_leases()'),
            ('bivelio-tick-workers', '* * * * *', 'select private.tick_workers()')$$,
-  'pg_cron starts cron workflows and ticks the workers every minute'
+  'pg_cron starts cron workflows, sweeps expired leases and ticks the workers every minute'
 );
+
+-- Expired leases: the sweep voids them (a held one is left alone).
+insert into private.jobs (kind, ref, org_id, environment, available_at, lease_token)
+values ('webhook', 'whd_t11_expired', 'org_t11_a', 'live', now() - interval '1 second',
+        gen_random_uuid()),
+       ('webhook', 'whd_t11_held', 'org_t11_a', 'live', now() + interval '1 minute',
+        gen_random_uuid());
+select ok(private.sweep_expired_leases() >= 1, 'sweep_expired_leases reports what it swept');
+select results_eq(
+  $$select ref, lease_token is null from private.jobs
+    where ref in ('whd_t11_expired', 'whd_t11_held') order by ref$$,
+  $$values ('whd_t11_expired'::text, true), ('whd_t11_held', false)$$,
+  'an expired lease is voided; a lease still running is kept'
+);
+delete from private.jobs where ref in ('whd_t11_expired', 'whd_t11_held');
 
 -- =======================================================================================
 -- 8. Waking the workers through pg_net (a fake net.http_post, local to this transaction)
