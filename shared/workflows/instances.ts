@@ -228,7 +228,16 @@ export async function waitForInstanceEnd(
   timeoutMs: number,
   ended: () => Promise<boolean>,
 ) {
-  await listenForFinishedInstances();
+  try {
+    await listenForFinishedInstances();
+  } catch {
+    // No LISTEN here (e.g. a transaction pooler): poll instead.
+    const deadline = Date.now() + timeoutMs;
+    while (!(await ended()) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    return;
+  }
   let wake!: () => void;
   const woken = new Promise<void>((resolve) => (wake = resolve));
   const set = waiters.get(id) ?? new Set();
