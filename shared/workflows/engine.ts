@@ -192,7 +192,7 @@ class InstanceRun {
     if (previous?.status === "waiting" && previous.resume_at) {
       const resumeAt = new Date(previous.resume_at);
       if (resumeAt > now) return await this.#commit({ kind: "reschedule", at: resumeAt });
-      return this.#stepDone(record, { waited_until: resumeAt.toISOString() });
+      return this.#stepDone(record, { output: { waited_until: resumeAt.toISOString() } });
     }
 
     record.attempts++;
@@ -227,11 +227,9 @@ class InstanceRun {
         this.#unsaved.push(record);
         return await this.#commit({ kind: "reschedule", at: outcome.waitUntil });
       }
-      return this.#stepDone(record, { waited_until: outcome.waitUntil.toISOString() });
+      return this.#stepDone(record, { output: { waited_until: outcome.waitUntil.toISOString() } });
     }
-    this.#complete(record, outcome);
-    this.#unsaved.push(record);
-    this.#afterCommitted(record, outcome);
+    this.#stepDone(record, outcome);
     // Pure steps ride along with the next commit; others are committed now.
     if (type.mode !== "pure") await this.#commit({ kind: "continue" });
     return { kind: "continue" };
@@ -261,8 +259,8 @@ class InstanceRun {
     record.finished_at = new Date();
   }
 
-  #stepDone(record: StepRecord, output: unknown): Ending {
-    const outcome = { output };
+  /** Marks a step completed, queues its record for the next commit and moves on. */
+  #stepDone(record: StepRecord, outcome: { output: unknown; goTo?: string }): Ending {
     this.#complete(record, outcome);
     this.#unsaved.push(record);
     this.#afterCommitted(record, outcome);
