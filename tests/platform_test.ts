@@ -31,6 +31,49 @@ test("the migration /v1/ready requires is the newest file in supabase/migrations
   return Promise.resolve(assert.equal(migrationFiles().at(-1)?.version, REQUIRED_MIGRATION));
 });
 
+test("CORS: a browser preflight is answered for supabase-js headers; responses expose ours", async () => {
+  const preflight = await fetch(`${stack.api_url}/functions/v1/contacts`, {
+    method: "OPTIONS",
+    headers: {
+      origin: "https://dashboard.example",
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization, apikey, x-client-info, content-type",
+    },
+  });
+  await preflight.body?.cancel();
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+  assert.match(preflight.headers.get("access-control-allow-methods")!, /POST/);
+  const allowed = preflight.headers.get("access-control-allow-headers")!.split(",");
+  for (const header of ["authorization", "apikey", "x-client-info", "content-type", "x-api-key"]) {
+    assert.ok(allowed.includes(header), `${header} is not allowed: ${allowed}`);
+  }
+
+  const key = await (await createTestOrg()).key();
+  const headers = { origin: "https://dashboard.example" };
+  for (
+    const response of [
+      await api("contacts", { action: "list" }, { key, headers }),
+      await api("contacts", { action: "nope" }, { key, headers }),
+      await api("contacts", { action: "list" }, { headers }),
+    ]
+  ) {
+    assert.equal(response.headers.get("access-control-allow-origin"), "*", String(response.status));
+    const exposed = response.headers.get("access-control-expose-headers")!.split(",");
+    assert.ok(exposed.includes("X-Request-Id") && exposed.includes("X-RateLimit-Remaining"));
+    assert.ok(response.headers.get("x-request-id"));
+  }
+});
+
+test("rate-limit headers are on error responses of authenticated calls too", async () => {
+  const key = await (await createTestOrg({ plan: "pro" })).key();
+  const invalid = await api("contacts", { action: "create", data: {} }, { key });
+  assert.equal(invalid.status, 400);
+  assert.ok(Number(invalid.headers.get("x-ratelimit-limit")) > 0);
+  assert.ok(invalid.headers.get("x-ratelimit-remaining") !== null);
+  assert.ok(invalid.headers.get("x-request-id"));
+});
+
 test("X-Request-Id is echoed when well-formed and made up otherwise", async () => {
   const echoed = await api("contacts", {}, { headers: { "x-request-id": "trace-123" } });
   assert.equal(echoed.headers.get("x-request-id"), "trace-123");

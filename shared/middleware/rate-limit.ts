@@ -39,7 +39,7 @@ export function rateLimit(): MiddlewareHandler {
         headers: { ...headers, "Retry-After": String(state.retry_after) },
       });
     }
+    for (const [name, value] of Object.entries(headers)) c.header(name, value);
     await next();
-    for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
   };
 }

@@ -13,7 +13,8 @@ export function requestId(): MiddlewareHandler {
       ? given
       : `req_${crypto.randomUUID().replaceAll("-", "")}`;
     c.set("requestId", id);
+    // Prepared before the response exists, so error responses carry it too.
+    c.header("X-Request-Id", id);
     await next();
-    c.res.headers.set("X-Request-Id", id);
   };
 }

@@ -4,7 +4,7 @@ begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
 
-select plan(13);
+select plan(15);
 
 insert into public.organizations (id, name, plan) values
   ('org_h_a', 'Hardening A', 'starter'),
@@ -88,6 +88,21 @@ select throws_ok(
   'authenticated cannot execute private.authenticate_user'
 );
 reset role;
+
+-- Functions that run with their owner's rights must not resolve names through the caller's
+-- search_path; the hot-path functions that dropped the clause run with the caller's rights.
+select is_empty(
+  $$select p.oid::regprocedure::text from pg_proc p
+    where p.prosecdef and p.pronamespace in ('private'::regnamespace, 'public'::regnamespace)
+      and not exists (select from unnest(p.proconfig) c where c like 'search_path=%')$$,
+  'every SECURITY DEFINER function in private and public pins its search_path'
+);
+select results_eq(
+  $$select private.request_org_id(), private.request_environment()
+    from (select set_config('request.jwt.claims', '{"org_id":"","environment":""}', true)) s$$,
+  $$values (null::text, 'live'::text)$$,
+  'request_org_id: an empty org claim is no organization; an empty environment is live'
+);
 
 select * from finish();
 rollback;
