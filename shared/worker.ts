@@ -10,6 +10,7 @@
  * Wake-ups: LISTEN on `bivelio_jobs` (every insert into the queue notifies), plus a short
  * poll for jobs that become due by time (retries, delays, expired leases).
  */
+import type postgres from "postgres";
 import { serviceSql, type Sql, type Tx } from "./db.ts";
 
 export type JobKind = "workflow" | "webhook";
@@ -29,8 +30,12 @@ export interface Job {
 export interface Lease {
   readonly job: Job;
   readonly seconds: number;
-  /** In the handler's transaction: false when the lease was lost (roll back, stop). */
-  hold(tx: Tx): Promise<boolean>;
+  /**
+   * A SQL condition for the handler's first write: true while this worker still holds the
+   * lease (and extends it), false once another worker has taken the job over. Evaluated
+   * once, before the statement touches any row, so the job row is locked first.
+   */
+  held(tx: Tx): postgres.PendingQuery<postgres.Row[]>;
   /** In the handler's transaction: run the job again at `at` (a delay, a retry's backoff). */
   reschedule(tx: Tx | Sql, at: Date, afterCrash?: boolean): Promise<boolean>;
   /** In the handler's transaction: the job is done. */
@@ -59,11 +64,8 @@ function leaseFor(job: Job, seconds: number): Lease {
   return {
     job,
     seconds,
-    async hold(tx) {
-      const [row] = await tx<{ held: boolean }[]>`
-        select private.hold_lease(${job.id}, ${job.lease_token}, ${seconds}) as held
-      `;
-      return row.held;
+    held(tx) {
+      return tx`(select private.hold_lease(${job.id}, ${job.lease_token}, ${seconds}))`;
     },
     async reschedule(tx, at, afterCrash = false) {
       const [row] = await tx<{ ok: boolean }[]>`

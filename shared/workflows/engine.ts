@@ -70,24 +70,53 @@ async function loadSteps(workflowId: string, version: number) {
   return steps;
 }
 
-async function loadInstance(id: string) {
+/**
+ * Calls made in the same tick are answered by one `loadMany`: a worker starts every job of
+ * a claim at once, so their instances come in one pair of queries instead of one pair each.
+ */
+function batched<V>(loadMany: (keys: string[]) => Promise<Map<string, V>>) {
+  let waiting: {
+    key: string;
+    resolve(value: V | undefined): void;
+    reject(error: unknown): void;
+  }[] = [];
+  const flush = () => {
+    const batch = waiting;
+    waiting = [];
+    loadMany([...new Set(batch.map((w) => w.key))]).then(
+      (values) => batch.forEach((w) => w.resolve(values.get(w.key))),
+      (error) => batch.forEach((w) => w.reject(error)),
+    );
+  };
+  return (key: string) =>
+    new Promise<V | undefined>((resolve, reject) => {
+      if (waiting.length === 0) queueMicrotask(flush);
+      waiting.push({ key, resolve, reject });
+    });
+}
+
+const loadInstance = batched(async (ids) => {
   const sql = serviceSql();
-  const [[instance], records] = await Promise.all([
+  const [instances, records] = await Promise.all([
     sql<InstanceState[]>`
       select i.id, i.org_id, i.environment, i.workflow_id, w.name as workflow_name,
              i.workflow_version, i.status, i.current_step, i.input, i.chain_depth, i.started_at
       from public.workflow_instances i join public.workflows w on w.id = i.workflow_id
-      where i.id = ${id}
+      where i.id = any(${ids})
     `,
-    sql<StepRecord[]>`
-      select step_id, position, type, status, attempts, output, error, started_at, finished_at,
-             resume_at
-      from public.workflow_step_runs where instance_id = ${id}
-      order by position
+    sql<(StepRecord & { instance_id: string })[]>`
+      select instance_id, step_id, position, type, status, attempts, output, error, started_at,
+             finished_at, resume_at
+      from public.workflow_step_runs where instance_id = any(${ids})
+      order by instance_id, position
     `,
   ]);
-  return instance ? { instance, records } : null;
-}
+  const loaded = new Map(
+    instances.map((instance) => [instance.id, { instance, records: [] as StepRecord[] }]),
+  );
+  for (const { instance_id, ...record } of records) loaded.get(instance_id)?.records.push(record);
+  return loaded;
+});
 
 /** Backoff before a failed step's next attempt: 1 s, 2 s, 4 s … at most 10 minutes. */
 export const stepRetryDelayMs = (attempt: number) => Math.min(1000 * 2 ** (attempt - 1), 600_000);
@@ -338,7 +367,6 @@ class InstanceRun {
     await withClaims(
       this.#claims,
       async (tx) => {
-        if (!(await this.lease.hold(tx))) throw new RunStopped("lease lost");
         const [updated] = await tx<{ finished_at: Date | null }[]>`
           update public.workflow_instances set
             current_step = ${Math.min(this.#position, this.steps.length)},
@@ -347,10 +375,10 @@ class InstanceRun {
             error = ${ending.kind === "failed" ? tx.json(ending.error as never) : null},
             finished_at = ${finished ? tx`clock_timestamp()` : null},
             updated_at = clock_timestamp()
-          where id = ${this.instance.id} and status = 'running'
+          where ${this.lease.held(tx)} and id = ${this.instance.id} and status = 'running'
           returning finished_at
         `;
-        if (!updated) throw new RunStopped("cancelled");
+        if (!updated) throw new RunStopped("lease lost or instance cancelled");
         const all = effect ? [...records, ...(await effect(tx))] : records;
         if (all.length > 0) await saveRecords(tx, this.instance, all);
         if (ending.kind === "reschedule") await this.lease.reschedule(tx, ending.at);

@@ -113,23 +113,27 @@ async function findInstance(tx: Tx, id: string) {
   return row;
 }
 
-export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInput>) {
-  const [workflow] = await tx<{ name: string; status: string }[]>`
-    select name, status from public.workflows where id = ${input.workflow_id}
+/** Why start_workflow_instance started nothing: a 404 or WORKFLOW_INACTIVE. */
+async function explainNotStarted(tx: Tx, workflowId: string): Promise<never> {
+  const [workflow] = await tx<{ status: string }[]>`
+    select status from public.workflows where id = ${workflowId}
   `;
-  if (!workflow) throw notFound("Workflow", input.workflow_id);
-  if (workflow.status !== "active") {
-    throw new ApiError(
-      "WORKFLOW_INACTIVE",
-      `Workflow '${input.workflow_id}' is ${workflow.status}; only active workflows can be executed.`,
-      { details: { status: workflow.status } },
-    );
-  }
-  let started: Omit<InstanceRow, "workflow_name">[];
+  if (!workflow) throw notFound("Workflow", workflowId);
+  throw new ApiError(
+    "WORKFLOW_INACTIVE",
+    `Workflow '${workflowId}' is ${workflow.status}; only active workflows can be executed.`,
+    { details: { status: workflow.status } },
+  );
+}
+
+export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInput>) {
+  let started: InstanceRow[];
   try {
-    started = await tx<Omit<InstanceRow, "workflow_name">[]>`
-      select * from private.start_workflow_instance(
-        ${input.workflow_id}, ${tx.json(input.input as never)}, '{"type": "manual"}')
+    started = await tx<InstanceRow[]>`
+      select i.*, w.name as workflow_name
+      from private.start_workflow_instance(
+        ${input.workflow_id}, ${tx.json(input.input as never)}, '{"type": "manual"}') i
+      join public.workflows w on w.id = i.workflow_id
     `;
   } catch (error) {
     if (
@@ -142,7 +146,9 @@ export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInpu
     }
     throw error;
   }
-  return instanceToApi({ ...started[0], workflow_name: workflow.name });
+  // No instance: the workflow is not visible to the caller, or not active.
+  if (started.length === 0) await explainNotStarted(tx, input.workflow_id);
+  return instanceToApi(started[0]);
 }
 
 export async function listInstances(tx: Tx, query: z.output<typeof listInstancesInput>) {

@@ -50,5 +50,49 @@ alter function private.consume_rate_limit(text) reset search_path;
 alter function private.claim_idempotency_key(text, text, text, text) reset search_path;
 alter function private.check_contact_company() reset search_path;
 alter function private.claim_jobs(text[], int, int) reset search_path;
-alter function private.jobs_enqueued() reset search_path;
 alter function private.start_workflow_instance(text, jsonb, jsonb, int) reset search_path;
+
+-- Job inserts wake the worker function over pg_net only once it is configured; until then
+-- (locally, and before the README's set-up) the call is skipped here instead of in
+-- tick_workers, which would pay for its own search_path change on every insert.
+create or replace function private.jobs_enqueued() returns trigger
+language plpgsql
+as $$
+begin
+  if exists (select from new_jobs) then
+    perform pg_catalog.pg_notify('bivelio_jobs', '');
+    if exists (select from private.settings where name operator(pg_catalog.=) 'worker_url') then
+      perform private.tick_workers(false);
+    end if;
+  end if;
+  return null;
+end
+$$;
+
+-- Every event (each contact change, each finished workflow) fans out to webhooks. Most
+-- organizations have none for most events: stop before the INSERT, whose statement-level
+-- triggers (queueing deliveries, waking workers) would otherwise run for zero rows.
+create or replace function private.fan_out_events_to_webhooks() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  if not exists (
+    select from new_events e
+    join public.webhooks w
+      on w.org_id = e.org_id and w.environment = e.environment and e.type = any (w.events)
+  ) then
+    return null;
+  end if;
+  insert into public.webhook_deliveries (org_id, environment, webhook_id, event_id, event_type,
+                                         status, next_attempt_at, created_at)
+  select e.org_id, e.environment, w.id, e.id, e.type,
+         case when w.status = 'active' then 'pending' else 'held' end,
+         case when w.status = 'active' then e.created_at end,
+         e.created_at
+  from new_events e
+  join public.webhooks w
+    on w.org_id = e.org_id and w.environment = e.environment and e.type = any (w.events);
+  return null;
+end
+$$;

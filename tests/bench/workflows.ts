@@ -4,7 +4,7 @@
  * (npm) running the same number of no-op jobs (1,000 × 5) with two worker processes of the
  * same concurrency, on the same PostgreSQL (its own `graphile_worker` schema).
  *
- * Ours: the bench process sends 1,000 `POST /v1/workflows/execute` (async), 32 in flight
+ * Ours: the bench process sends 1,000 `POST /v1/workflows/execute` (async), 8 in flight
  * (BENCH_WORKFLOWS_IN_FLIGHT) over keep-alive connections, then polls until every instance
  * has ended. Figures come from the database: the instance's `created_at` (PostgreSQL's
  * clock at insert), its first step's `started_at` (the worker's clock) and its
@@ -20,6 +20,11 @@
  *
  * Latency without a backlog: after each burst, 200 more items one every 10 ms (ours: one
  * execute each; graphile: one `add_job` call each).
+ *
+ * Why 8 in flight: on this 2-core machine 8 concurrent executes already keep the workers
+ * and PostgreSQL saturated (more add little throughput); each request beyond that only
+ * waits in the API, so the p50 from send grows as in-flight ÷ throughput. After the rounds
+ * one more burst runs at each of IN_FLIGHT_SWEEP, so that trade-off is printed too.
  *
  * Both are warmed up first each round (ours: 50 instances; graphile: 250 jobs) and measured
  * alternately (graphile, ours, graphile, …; BENCH_ROUNDS, default 2); the tables show
@@ -55,10 +60,12 @@ const STEPS = [
 ];
 const JOBS = INSTANCES * STEPS.length;
 /** Execute requests in flight at once during the burst (BENCH_WORKFLOWS_IN_FLIGHT). */
-const IN_FLIGHT = Number(Deno.env.get("BENCH_WORKFLOWS_IN_FLIGHT") || 32);
+const IN_FLIGHT = Number(Deno.env.get("BENCH_WORKFLOWS_IN_FLIGHT") || 8);
 if (!Number.isInteger(IN_FLIGHT) || IN_FLIGHT < 1) {
   throw new Error("BENCH_WORKFLOWS_IN_FLIGHT must be a whole number of at least 1.");
 }
+/** Executes in flight of the extra bursts that show latency against client concurrency. */
+const IN_FLIGHT_SWEEP = [4, 16, 32];
 const WARMUP_INSTANCES = 50;
 const WARMUP_JOBS = 250;
 /** After the burst, for latency without a backlog: this many items at this rate. */
@@ -278,14 +285,14 @@ async function executeOne(ours: Ours, sentAt: Map<string, number>) {
   sentAt.set(instance.instance_id, at);
 }
 
-/** Sends `count` executes, IN_FLIGHT at once; returns when each was sent, by instance id. */
-async function executeMany(ours: Ours, count: number) {
+/** Sends `count` executes, `inFlight` at once; returns when each was sent, by instance id. */
+async function executeMany(ours: Ours, count: number, inFlight = IN_FLIGHT) {
   const sentAt = new Map<string, number>();
   let left = count;
   const sender = async () => {
     while (left-- > 0) await executeOne(ours, sentAt);
   };
-  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, sender));
+  await Promise.all(Array.from({ length: Math.min(inFlight, count) }, sender));
   return sentAt;
 }
 
@@ -349,14 +356,14 @@ async function instanceTimings(ctx: BenchContext, sentAt: Map<string, number>) {
   return { timings, lastFinished: Math.max(...rows.map((r) => Number(r.finished))) };
 }
 
-async function runOurs(ctx: BenchContext, ours: Ours): Promise<RoundResult> {
+async function runOurs(ctx: BenchContext, ours: Ours, inFlight = IN_FLIGHT): Promise<RoundResult> {
   const meter = await cpuMeter(ctx);
   if (ctx.settings.warmupSeconds > 0) {
     await waitForInstances(ctx, [...(await executeMany(ours, WARMUP_INSTANCES)).keys()]);
   }
   const stopMeter = meter?.start();
   const firstSent = Date.now();
-  const burst = await instanceTimings(ctx, await executeMany(ours, INSTANCES));
+  const burst = await instanceTimings(ctx, await executeMany(ours, INSTANCES, inFlight));
   const cpu = stopMeter?.() ?? null;
 
   const pacedSentAt = new Map<string, number>();
@@ -524,9 +531,11 @@ const pair = (l: Latencies) => `${ms(l.p50)} / ${ms(l.p99)}`;
 const otherCpu = (cpu: CpuUse) =>
   cpu.machine - cpu.gateway - cpu.workers - cpu.postgres - cpu.bench;
 
-function logRound(ctx: BenchContext, round: number, label: string, r: RoundResult) {
+function logRound(ctx: BenchContext, round: number | "sweep", label: string, r: RoundResult) {
   ctx.log(
-    `  round ${round}  ${label.padEnd(15)} ${r.wallSeconds.toFixed(2)} s, ` +
+    `  ${round === "sweep" ? "sweep  " : `round ${round}`}  ${label.padEnd(15)} ${
+      r.wallSeconds.toFixed(2)
+    } s, ` +
       `${(r.steps / r.wallSeconds).toFixed(0)} steps/s; start p50/p99 ${pair(r.burst.start)}, ` +
       `end ${pair(r.burst.end)}; paced start ${pair(r.paced.start)}` +
       (r.cpu ? `; other CPU ${otherCpu(r.cpu).toFixed(2)} s` : ""),
@@ -662,6 +671,25 @@ function printResults(ours: RoundResult, graphile: RoundResult, rounds: number) 
   }
 }
 
+/** Ours' burst at other client concurrencies, against the graphile median of the rounds. */
+function printSweep(sweep: [number, RoundResult][], graphile: RoundResult) {
+  const graphileRate = graphile.steps / graphile.wallSeconds;
+  console.log(
+    `\nOurs at other client concurrencies (one burst each; ratio against graphile's median)`,
+  );
+  console.log(table([
+    ["in flight", "items/s", "steps/s", "ratio", "start p50 / p99 from send", "from insert"],
+    ...sweep.map(([inFlight, r]) => [
+      String(inFlight),
+      (r.items / r.wallSeconds).toFixed(0),
+      (r.steps / r.wallSeconds).toFixed(0),
+      (r.steps / r.wallSeconds / graphileRate).toFixed(2),
+      pair(r.burst.start),
+      pair(r.burst.fromInsert!.start),
+    ]),
+  ]));
+}
+
 export const workflowsSection: BenchSection = {
   name: "workflows",
   async run(ctx) {
@@ -683,6 +711,14 @@ export const workflowsSection: BenchSection = {
       logRound(ctx, round, "ours", o);
       results.ours.push(o);
     }
-    printResults(summarize(results.ours), summarize(results.graphile), ctx.settings.rounds);
+    const graphileMedian = summarize(results.graphile);
+    printResults(summarize(results.ours), graphileMedian, ctx.settings.rounds);
+    const sweep: [number, RoundResult][] = [];
+    for (const inFlight of IN_FLIGHT_SWEEP.filter((n) => n !== IN_FLIGHT)) {
+      const r = await runOurs(ctx, ours, inFlight);
+      logRound(ctx, "sweep", `ours ×${inFlight}`, r);
+      sweep.push([inFlight, r]);
+    }
+    printSweep(sweep, graphileMedian);
   },
 };
