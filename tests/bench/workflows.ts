@@ -23,8 +23,8 @@
  *
  * Why 8 in flight: on this 2-core machine 8 concurrent executes already keep the workers
  * and PostgreSQL saturated (more add little throughput); each request beyond that only
- * waits in the API, so the p50 from send grows as in-flight ÷ throughput. After the rounds
- * one more burst runs at each of IN_FLIGHT_SWEEP, so that trade-off is printed too.
+ * waits in the API, so the p50 from send grows as in-flight ÷ throughput (README lists
+ * runs at 4, 16 and 32).
  *
  * Both are warmed up first each round (ours: 50 instances; graphile: 250 jobs) and measured
  * alternately (graphile, ours, graphile, …; BENCH_ROUNDS, default 2); the tables show
@@ -64,8 +64,6 @@ const IN_FLIGHT = Number(Deno.env.get("BENCH_WORKFLOWS_IN_FLIGHT") || 8);
 if (!Number.isInteger(IN_FLIGHT) || IN_FLIGHT < 1) {
   throw new Error("BENCH_WORKFLOWS_IN_FLIGHT must be a whole number of at least 1.");
 }
-/** Executes in flight of the extra bursts that show latency against client concurrency. */
-const IN_FLIGHT_SWEEP = [4, 16, 32];
 const WARMUP_INSTANCES = 50;
 const WARMUP_JOBS = 250;
 /** After the burst, for latency without a backlog: this many items at this rate. */
@@ -285,14 +283,14 @@ async function executeOne(ours: Ours, sentAt: Map<string, number>) {
   sentAt.set(instance.instance_id, at);
 }
 
-/** Sends `count` executes, `inFlight` at once; returns when each was sent, by instance id. */
-async function executeMany(ours: Ours, count: number, inFlight = IN_FLIGHT) {
+/** Sends `count` executes, IN_FLIGHT at once; returns when each was sent, by instance id. */
+async function executeMany(ours: Ours, count: number) {
   const sentAt = new Map<string, number>();
   let left = count;
   const sender = async () => {
     while (left-- > 0) await executeOne(ours, sentAt);
   };
-  await Promise.all(Array.from({ length: Math.min(inFlight, count) }, sender));
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count) }, sender));
   return sentAt;
 }
 
@@ -356,14 +354,14 @@ async function instanceTimings(ctx: BenchContext, sentAt: Map<string, number>) {
   return { timings, lastFinished: Math.max(...rows.map((r) => Number(r.finished))) };
 }
 
-async function runOurs(ctx: BenchContext, ours: Ours, inFlight = IN_FLIGHT): Promise<RoundResult> {
+async function runOurs(ctx: BenchContext, ours: Ours): Promise<RoundResult> {
   const meter = await cpuMeter(ctx);
   if (ctx.settings.warmupSeconds > 0) {
     await waitForInstances(ctx, [...(await executeMany(ours, WARMUP_INSTANCES)).keys()]);
   }
   const stopMeter = meter?.start();
   const firstSent = Date.now();
-  const burst = await instanceTimings(ctx, await executeMany(ours, INSTANCES, inFlight));
+  const burst = await instanceTimings(ctx, await executeMany(ours, INSTANCES));
   const cpu = stopMeter?.() ?? null;
 
   const pacedSentAt = new Map<string, number>();
@@ -531,11 +529,9 @@ const pair = (l: Latencies) => `${ms(l.p50)} / ${ms(l.p99)}`;
 const otherCpu = (cpu: CpuUse) =>
   cpu.machine - cpu.gateway - cpu.workers - cpu.postgres - cpu.bench;
 
-function logRound(ctx: BenchContext, round: number | "sweep", label: string, r: RoundResult) {
+function logRound(ctx: BenchContext, round: number, label: string, r: RoundResult) {
   ctx.log(
-    `  ${round === "sweep" ? "sweep  " : `round ${round}`}  ${label.padEnd(15)} ${
-      r.wallSeconds.toFixed(2)
-    } s, ` +
+    `  round ${round}  ${label.padEnd(15)} ${r.wallSeconds.toFixed(2)} s, ` +
       `${(r.steps / r.wallSeconds).toFixed(0)} steps/s; start p50/p99 ${pair(r.burst.start)}, ` +
       `end ${pair(r.burst.end)}; paced start ${pair(r.paced.start)}` +
       (r.cpu ? `; other CPU ${otherCpu(r.cpu).toFixed(2)} s` : ""),
@@ -671,25 +667,6 @@ function printResults(ours: RoundResult, graphile: RoundResult, rounds: number) 
   }
 }
 
-/** Ours' burst at other client concurrencies, against the graphile median of the rounds. */
-function printSweep(sweep: [number, RoundResult][], graphile: RoundResult) {
-  const graphileRate = graphile.steps / graphile.wallSeconds;
-  console.log(
-    `\nOurs at other client concurrencies (one burst each; ratio against graphile's median)`,
-  );
-  console.log(table([
-    ["in flight", "items/s", "steps/s", "ratio", "start p50 / p99 from send", "from insert"],
-    ...sweep.map(([inFlight, r]) => [
-      String(inFlight),
-      (r.items / r.wallSeconds).toFixed(0),
-      (r.steps / r.wallSeconds).toFixed(0),
-      (r.steps / r.wallSeconds / graphileRate).toFixed(2),
-      pair(r.burst.start),
-      pair(r.burst.fromInsert!.start),
-    ]),
-  ]));
-}
-
 export const workflowsSection: BenchSection = {
   name: "workflows",
   async run(ctx) {
@@ -711,14 +688,6 @@ export const workflowsSection: BenchSection = {
       logRound(ctx, round, "ours", o);
       results.ours.push(o);
     }
-    const graphileMedian = summarize(results.graphile);
-    printResults(summarize(results.ours), graphileMedian, ctx.settings.rounds);
-    const sweep: [number, RoundResult][] = [];
-    for (const inFlight of IN_FLIGHT_SWEEP.filter((n) => n !== IN_FLIGHT)) {
-      const r = await runOurs(ctx, ours, inFlight);
-      logRound(ctx, "sweep", `ours ×${inFlight}`, r);
-      sweep.push([inFlight, r]);
-    }
-    printSweep(sweep, graphileMedian);
+    printResults(summarize(results.ours), summarize(results.graphile), ctx.settings.rounds);
   },
 };
