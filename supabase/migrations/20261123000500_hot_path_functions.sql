@@ -12,10 +12,10 @@
 --   by schema (operator(pg_catalog.->>) …), so no search_path can redirect them.
 -- * The plpgsql functions below are SECURITY INVOKER and were written for an empty
 --   search_path: every table and function outside pg_catalog is schema-qualified, and
---   pg_catalog is searched first whatever the caller's path. They run with the caller's
---   own privileges, so a caller's search_path cannot make them do more than the caller
---   could do directly. Only the API's service connection and the `authenticated` role
---   inside the API's transactions call them; PostgREST does not expose schema private.
+--   pg_catalog comes first unless a caller's own search_path puts it later. They run with
+--   the caller's privileges, so a caller who could change the path gains nothing it could
+--   not do directly. Only the API's and the worker's connections call them (as themselves
+--   or as `authenticated` inside their transactions); PostgREST does not expose `private`.
 -- * SECURITY DEFINER functions keep their `set search_path = ''`.
 
 create or replace function private.request_org_id() returns text
