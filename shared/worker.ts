@@ -60,7 +60,8 @@ export interface WorkerOptions {
  */
 export const MAX_CLAIMS = 10;
 
-function leaseFor(job: Job, seconds: number): Lease {
+/** The lease a claim gave this worker on `job` (exported for tests that play a stale worker). */
+export function leaseFor(job: Job, seconds: number): Lease {
   return {
     job,
     seconds,

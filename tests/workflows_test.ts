@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { type Job, leaseFor } from "../shared/worker.ts";
+import { runWorkflowJob } from "../shared/workflows/engine.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, stack, test } from "./helpers/stack.ts";
 import {
@@ -509,6 +511,54 @@ test("a delay is durable: the job is rescheduled (no worker waits) and the run r
   assert.deepEqual(done.output, { b: 2 });
   const [gone] = await db`select 1 from private.jobs where ref = ${instance_id}`;
   assert.equal(gone, undefined, "a finished instance leaves no job");
+});
+
+test("a worker whose lease was taken over commits nothing; the lease holder then runs the step once", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  const id = await createWorkflow(key, {
+    steps: [
+      { id: "wait", type: "delay", config: { seconds: 3600 } },
+      { id: "contact", type: "create_contact", config: { name: "Fenced contact" } },
+    ],
+  });
+  const { instance_id } = await execute(key, id);
+  await waitForInstance(
+    key,
+    instance_id,
+    (i) => i.steps.some((s: { status: string }) => s.status === "waiting"),
+  );
+  // The delay is over, but the job stays unclaimed for now (due in an hour).
+  await db`
+    update public.workflow_step_runs set resume_at = now() - interval '1 second'
+    where instance_id = ${instance_id} and step_id = 'wait'
+  `;
+  const [job] = await db<(Job & { available_at: Date })[]>`
+    select id::int, kind, ref, org_id, environment, lease_token, claims, available_at
+    from private.jobs where ref = ${instance_id}
+  `;
+
+  // A worker holding a token the job no longer has (another worker took it over).
+  Deno.env.set("SUPABASE_DB_URL", stack.db_url);
+  const { available_at: _due, ...claimed } = job;
+  await runWorkflowJob(leaseFor({ ...claimed, lease_token: crypto.randomUUID() }, 30));
+  const contacts = () =>
+    db`select id from public.contacts where org_id = ${org.orgId} and name = 'Fenced contact'`;
+  assert.equal((await contacts()).length, 0, "the stale worker's create_contact was not committed");
+  const stale = await getInstance(key, instance_id);
+  assert.equal(stale.status, "running");
+  assert.equal(stale.current_step, 1);
+  const [untouched] = await db`select available_at from private.jobs where id = ${job.id}`;
+  assert.equal(
+    untouched.available_at.getTime(),
+    job.available_at.getTime(),
+  );
+
+  // The job made due: the stack's worker claims it and finishes the run, one contact.
+  await db`update private.jobs set available_at = now() where id = ${job.id}`;
+  const done = await waitForInstance(key, instance_id);
+  assert.equal(done.status, "completed", JSON.stringify(done));
+  assert.equal((await contacts()).length, 1);
 });
 
 test("conditions branch to a later step or end; skipped steps are recorded", async () => {
