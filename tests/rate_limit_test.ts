@@ -4,6 +4,22 @@ import { api, createTestOrg, db, test } from "./helpers/stack.ts";
 
 const list = { action: "list", data: { per_page: 1 } };
 
+/**
+ * Sets an organization's windows as if `minute` requests had come this minute and `second`
+ * this second: their bases that far below the last number of its request sequence.
+ */
+async function fillWindows(orgId: string, minute: number, second: number) {
+  await db`
+    insert into private.rate_limit_counters as c
+      select ${orgId}, date_trunc('minute', clock_timestamp()), n - ${minute},
+             date_trunc('second', clock_timestamp()), n - ${second}
+      from nextval(private.request_sequence(${orgId})) n
+    on conflict (org_id) do update
+      set minute_start = excluded.minute_start, minute_base = excluded.minute_base,
+          second_start = excluded.second_start, second_base = excluded.second_base
+  `;
+}
+
 test("every authenticated response carries X-RateLimit-Limit/Remaining/Reset of the plan", async () => {
   const key = await (await createTestOrg({ plan: "starter" })).key();
   const first = await api("contacts", list, { key });
@@ -30,14 +46,7 @@ test("over the per-minute limit: 429 with the spec's body, Retry-After and rate-
   // Fill this minute's window as 100 earlier requests would have. Should the minute roll
   // over between that and the request (the window restarts), fill it again.
   const fillAndCall = async () => {
-    await db`
-      insert into private.rate_limit_counters as c values
-        (${org.orgId}, date_trunc('minute', clock_timestamp()), 100,
-         date_trunc('second', clock_timestamp()), 0)
-      on conflict (org_id) do update
-        set minute_start = excluded.minute_start, minute_count = 100,
-            second_start = excluded.second_start, second_count = 0
-    `;
+    await fillWindows(org.orgId, 100, 0);
     return await api("contacts", list, { key });
   };
   let response = await fillAndCall();
@@ -87,10 +96,7 @@ test("over the burst limit (Starter: 20 requests in one second) is 429 with Retr
 test("limits are per organization: one org over its limit does not affect another", async () => {
   const busy = await createTestOrg({ plan: "starter" });
   const calm = await createTestOrg({ plan: "starter" });
-  await db`
-    insert into private.rate_limit_counters values
-      (${busy.orgId}, date_trunc('minute', clock_timestamp()), 1000, date_trunc('second', clock_timestamp()), 0)
-  `;
+  await fillWindows(busy.orgId, 1000, 0);
   const response = await api("contacts", list, { key: await calm.key() });
   assert.equal(response.status, 200);
 });

@@ -1,4 +1,6 @@
 -- private.consume_rate_limit: per-organization fixed windows of one minute and one second.
+-- A window's count is the organization's request sequence minus the window's base
+-- (pg_temp.counts below reads both counts).
 --
 -- The function reads clock_timestamp(), so anything that depends on calls falling in the
 -- same window is measured by a block that notes the clock before and after and retries
@@ -10,7 +12,15 @@ begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
 
-select plan(23);
+select plan(24);
+
+-- The organization's counts in its current minute and second windows.
+create function pg_temp.counts(p_org text, out minute_count bigint, out second_count bigint)
+language sql as $$
+  select pg_sequence_last_value(private.request_sequence(p_org)) - minute_base,
+         pg_sequence_last_value(private.request_sequence(p_org)) - second_base
+  from private.rate_limit_counters where org_id = p_org
+$$;
 
 insert into public.organizations (id, name, plan, custom_requests_per_minute,
                                   custom_requests_per_second) values
@@ -31,10 +41,9 @@ select results_eq(
   'starter: the first request is allowed, with limits 100/min and 20/s and 99 remaining'
 );
 select results_eq(
-  $$select minute_count, second_count from private.rate_limit_counters
-    where org_id = 'org_rl_starter'$$,
-  $$values (1, 1)$$,
-  'the first request creates the counter row with both counts at 1'
+  $$select * from pg_temp.counts('org_rl_starter')$$,
+  $$values (1::bigint, 1::bigint)$$,
+  'the first request starts both windows with a count of 1'
 );
 -- reset_at is the end of the minute of the call: a whole minute, after the transaction
 -- started (now() <= call time) and at most 60 s after the call.
@@ -113,12 +122,14 @@ declare
 begin
   for attempt in 1..5 loop
     t0 := clock_timestamp();
+    -- The bases sit that many requests below the sequence's last number.
     insert into private.rate_limit_counters as c
-      values (p_org, date_trunc('minute', t0), p_minute_count,
-              date_trunc('second', t0), p_second_count)
+      select p_org, date_trunc('minute', t0), n - p_minute_count,
+             date_trunc('second', t0), n - p_second_count
+      from nextval(private.request_sequence(p_org)) n
     on conflict (org_id) do update set minute_start = excluded.minute_start,
-      minute_count = excluded.minute_count, second_start = excluded.second_start,
-      second_count = excluded.second_count;
+      minute_base = excluded.minute_base, second_start = excluded.second_start,
+      second_base = excluded.second_base;
     select to_jsonb(r) into result from private.consume_rate_limit(p_org) r;
     t1 := clock_timestamp();
     if date_trunc('second', t0) = date_trunc('second', t1) then
@@ -163,8 +174,10 @@ select is(
 
 -- A full counter from a past minute does not block: the new minute starts at 1.
 update private.rate_limit_counters
-set minute_start = date_trunc('minute', now()) - interval '1 minute', minute_count = 100,
-    second_start = date_trunc('second', now()) - interval '1 minute', second_count = 20
+set minute_start = date_trunc('minute', now()) - interval '1 minute',
+    minute_base = pg_sequence_last_value(private.request_sequence(org_id)) - 100,
+    second_start = date_trunc('second', now()) - interval '1 minute',
+    second_base = pg_sequence_last_value(private.request_sequence(org_id)) - 20
 where org_id = 'org_rl_minute';
 select results_eq(
   $$select remaining, exceeded from private.consume_rate_limit('org_rl_minute')$$,
@@ -172,10 +185,17 @@ select results_eq(
   'a new minute resets the count (previous minute full, this request allowed)'
 );
 select results_eq(
-  $$select minute_count, second_count from private.rate_limit_counters
-    where org_id = 'org_rl_minute'$$,
-  $$values (1, 1)$$,
-  'both windows restart at 1 in the counter row'
+  $$select * from pg_temp.counts('org_rl_minute')$$,
+  $$values (1::bigint, 1::bigint)$$,
+  'both windows restart at 1'
+);
+
+-- Deleting an organization drops its request sequence.
+delete from public.organizations where id = 'org_rl_burst';
+select is(
+  to_regclass('private.rate_limit_' || md5('org_rl_burst')),
+  null,
+  'a deleted organization''s request sequence is dropped with it'
 );
 
 -- ---------------------------------------------------------------------------------------
