@@ -43,6 +43,7 @@ test("CORS: a browser preflight is answered for supabase-js headers; responses e
   await preflight.body?.cancel();
   assert.equal(preflight.status, 204);
   assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+  assert.match(preflight.headers.get("x-request-id")!, /^req_[0-9a-f]{32}$/);
   assert.match(preflight.headers.get("access-control-allow-methods")!, /POST/);
   const allowed = preflight.headers.get("access-control-allow-headers")!.split(",");
   for (const header of ["authorization", "apikey", "x-client-info", "content-type", "x-api-key"]) {

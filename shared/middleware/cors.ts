@@ -30,15 +30,13 @@ const EXPOSE_HEADERS = [
 export function cors(): MiddlewareHandler {
   return async function cors(c, next) {
     if (c.req.method === "OPTIONS") {
-      return new Response(null, {
-        status: 204,
-        headers: {
-          "Access-Control-Allow-Origin": "*",
-          "Access-Control-Allow-Methods": "POST,GET,OPTIONS",
-          "Access-Control-Allow-Headers": ALLOW_HEADERS,
-          "Access-Control-Expose-Headers": EXPOSE_HEADERS,
-          "Access-Control-Max-Age": "86400",
-        },
+      // c.body keeps the headers prepared so far (the request id).
+      return c.body(null, 204, {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "POST,GET,OPTIONS",
+        "Access-Control-Allow-Headers": ALLOW_HEADERS,
+        "Access-Control-Expose-Headers": EXPOSE_HEADERS,
+        "Access-Control-Max-Age": "86400",
       });
     }
     c.header("Access-Control-Allow-Origin", "*");
