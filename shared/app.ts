@@ -9,7 +9,7 @@
 import { type Context, Hono } from "hono";
 import { getPath } from "hono/utils/url";
 import type { z } from "zod";
-import { type Tx, withClaims } from "./db.ts";
+import { databaseUnreachable, type Tx, withClaims } from "./db.ts";
 import { ApiError } from "./errors.ts";
 import { authenticate } from "./middleware/authenticate.ts";
 import { cors } from "./middleware/cors.ts";
@@ -80,19 +80,6 @@ export function errorResponse(c: Context, error: unknown) {
   return c.json(apiError.toBody(), apiError.status as never, apiError.options.headers);
 }
 
-/** postgres.js and socket error codes that mean the database cannot be reached right now. */
-const DATABASE_UNREACHABLE = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "CONNECT_TIMEOUT",
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "57P01", // admin_shutdown
-  "57P03", // cannot_connect_now (starting up)
-]);
-
 /** Logs an unexpected error (message only, never request data) and says what to do. */
 function unexpected(c: Context, error: unknown): ApiError {
   console.error(JSON.stringify({
@@ -101,8 +88,7 @@ function unexpected(c: Context, error: unknown): ApiError {
     path: new URL(c.req.url).pathname,
     error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
   }));
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && DATABASE_UNREACHABLE.has(code)) {
+  if (databaseUnreachable(error)) {
     return new ApiError(
       "SERVICE_UNAVAILABLE",
       "The database is unavailable. Retry in a few seconds.",

@@ -1,5 +1,6 @@
 /**
- * Database access. One postgres.js pool per process (module scope, outlives requests).
+ * Database access. One postgres.js pool per process (module scope, outlives requests),
+ * replaced when PostgreSQL drops one of its connections (see `Pool`).
  *
  * - `withClaims` is how handlers touch data: a transaction switched to the
  *   `authenticated` role with the caller's claims, so row-level security by org_id and
@@ -15,22 +16,85 @@ export type Sql = postgres.Sql;
 /** A connection inside a request's transaction. */
 export type Tx = postgres.Sql;
 
-let pool: Sql | undefined;
+const connectionOptions = () => ({
+  // Supabase's transaction pooler (port 6543) cannot keep prepared statements.
+  prepare: !config.databaseUrl.includes(":6543"),
+  connection: { application_name: "bivelio-api" },
+  onnotice: () => {},
+});
 
-function getPool(): Sql {
-  pool ??= postgres(config.databaseUrl, {
-    max: config.dbPoolSize,
-    idle_timeout: 30,
-    // Supabase's transaction pooler (port 6543) cannot keep prepared statements.
-    prepare: !config.databaseUrl.includes(":6543"),
-    connection: { application_name: "bivelio-api" },
-    onnotice: () => {},
+/** What a query gets when its pool was given up on before it finished (a 503). */
+export class DatabaseConnectionLost extends Error {
+  constructor() {
+    super("The database connection was lost.");
+    this.name = "DatabaseConnectionLost";
+  }
+}
+
+/** How long a replaced pool's work in flight gets to finish before it is failed. */
+const RETIRED_POOL_GRACE_MS = 2_000;
+
+/**
+ * The process's pool, replaced as a whole when one of its connections closes. Its
+ * connections have no idle or lifetime limit, so a close always means PostgreSQL or the
+ * network ended it (a failover, a pooler restart, pg_terminate_backend). postgres.js 3.4
+ * can then leave queries waiting forever, on the pool and on reserved connections. So the
+ * old pool is closed, whatever of it is still waiting after a grace period fails with
+ * DatabaseConnectionLost (a 503), and new work gets a new pool.
+ */
+class Pool {
+  readonly sql: Sql;
+  /** Rejects once the pool has been retired and its grace period is over. */
+  readonly #gone: Promise<never>;
+  #giveUp!: () => void;
+
+  constructor(onLost: (pool: Pool) => void) {
+    this.sql = postgres(config.databaseUrl, {
+      ...connectionOptions(),
+      max: config.dbPoolSize,
+      idle_timeout: 0,
+      max_lifetime: null,
+      onclose: () => onLost(this),
+    });
+    this.#gone = new Promise((_, reject) => {
+      this.#giveUp = () => reject(new DatabaseConnectionLost());
+    });
+    this.#gone.catch(() => {}); // only callers of `settle` observe it
+  }
+
+  /** `work`, unless the pool is given up on first. */
+  settle<T>(work: Promise<T>): Promise<T> {
+    return Promise.race([work, this.#gone]);
+  }
+
+  retire() {
+    const ended = this.sql.end({ timeout: RETIRED_POOL_GRACE_MS / 1000 }).catch(() => {});
+    Promise.all([ended, new Promise((resolve) => setTimeout(resolve, RETIRED_POOL_GRACE_MS))])
+      .then(() => this.#giveUp());
+  }
+}
+
+let pool: Pool | undefined;
+let listenerPool: Sql | undefined;
+
+function getPool(): Pool {
+  pool ??= new Pool((lost) => {
+    if (pool !== lost) return;
+    pool = undefined;
+    lost.retire();
   });
   return pool;
 }
 
 /** RLS bypassing access: auth lookups, rate limits, idempotency records only. */
-export const serviceSql = (): Sql => getPool();
+export const serviceSql = (): Sql => getPool().sql;
+
+/**
+ * LISTEN for notifications (job wake-ups, finished instances), on a pool of its own that
+ * is never replaced: postgres.js re-listens by itself after a dropped connection.
+ */
+export const listenSql = (): Sql =>
+  listenerPool ??= postgres(config.databaseUrl, { ...connectionOptions(), max: 1 });
 
 /** The claims Postgres sees through auth.jwt() for one request. */
 export interface RequestClaims {
@@ -55,13 +119,15 @@ export async function withClaims<T>(
   /** More transaction-local settings (the worker's `bivelio.chain_depth`). */
   settings: Record<string, string> = {},
 ): Promise<T> {
-  const tx = await getPool().reserve();
+  const current = getPool();
+  const tx = await current.settle(current.sql.reserve());
+  let connectionAlive = true;
   try {
     const extra = Object.entries(settings).reduce(
       (sql, [name, value]) => tx`${sql}, set_config(${name}, ${value}, true)`,
       tx``,
     );
-    const [, , result] = await Promise.all([
+    const [, , result] = await current.settle(Promise.all([
       tx`begin`.execute(),
       tx`
         select set_config('role', 'authenticated', true),
@@ -69,18 +135,40 @@ export async function withClaims<T>(
                ${extra}
       `.execute(),
       fn(tx),
-    ]);
-    await tx`commit`;
+    ]));
+    await current.settle(tx`commit`.execute());
     return result;
   } catch (error) {
-    await tx`rollback`.catch(() => {});
+    connectionAlive = !databaseUnreachable(error);
+    if (connectionAlive) await tx`rollback`.catch(() => {});
     throw error;
   } finally {
-    tx.release();
+    // A dead connection is not released (see databaseUnreachable): the pool took it back.
+    if (connectionAlive) tx.release();
   }
 }
 
+/**
+ * Whether an error means the database cannot be reached or ended our session: a socket
+ * error (a system code such as EPIPE), a postgres.js connection error (it carries
+ * `errno`), a FATAL from the server (pg_terminate_backend, shutdown, "cannot connect
+ * now"), or DatabaseConnectionLost. The API answers these with 503.
+ *
+ * A reserved connection that failed so must not be written to or released again:
+ * postgres.js 3.4 then writes to its closed socket from a timer and the process dies
+ * (porsager/postgres#1208), and `release()` would put the dead connection back in the
+ * pool's open list.
+ */
+export function databaseUnreachable(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  if ("errno" in error || error instanceof DatabaseConnectionLost) return true;
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return true;
+  return severity === "FATAL" || severity === "PANIC";
+}
+
 export async function closeDb() {
-  await pool?.end({ timeout: 5 });
-  pool = undefined;
+  const closing = [pool?.sql, listenerPool];
+  pool = listenerPool = undefined; // so the closes are not taken for a lost connection
+  await Promise.all(closing.map((sql) => sql?.end({ timeout: 5 })));
 }

@@ -11,7 +11,7 @@
  * poll for jobs that become due by time (retries, delays, expired leases).
  */
 import type postgres from "postgres";
-import { serviceSql, type Sql, type Tx } from "./db.ts";
+import { listenSql, serviceSql, type Sql, type Tx } from "./db.ts";
 
 export type JobKind = "workflow" | "webhook";
 
@@ -111,7 +111,7 @@ export class Worker {
 
   /** Runs until `stop()`: listens, claims, runs. */
   async run() {
-    const listener = await serviceSql().listen("bivelio_jobs", () => this.#wakeUp());
+    const listener = await listenSql().listen("bivelio_jobs", () => this.#wakeUp());
     this.#unlisten = () => listener.unlisten();
     this.#heartbeat = setInterval(() => this.#extendLeases(), (this.leaseSeconds * 1000) / 3);
     try {

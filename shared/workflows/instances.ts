@@ -3,7 +3,7 @@
  * and waiting for an instance to end (sync execute).
  */
 import { z } from "zod";
-import { serviceSql, type Tx } from "../db.ts";
+import { listenSql, type Tx } from "../db.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { paginationInput, paginationOf } from "../pagination.ts";
 import { isoTimestamp } from "../time.ts";
@@ -215,7 +215,7 @@ let listening: Promise<unknown> | undefined;
 
 /** One LISTEN per process on the channel the instance-finished trigger notifies. */
 function listenForFinishedInstances() {
-  listening ??= serviceSql().listen("bivelio_instance_finished", (id) => {
+  listening ??= listenSql().listen("bivelio_instance_finished", (id) => {
     for (const wake of waiters.get(id) ?? []) wake();
   }).catch((error) => {
     listening = undefined;
