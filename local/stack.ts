@@ -1,7 +1,7 @@
 /**
  * Brings up the whole local stack: PostgreSQL 15 with pg_cron, the Supabase bootstrap,
  * migrations, the seed and demo keys (first start only), the gateway and the worker
- * (restarted whenever it dies, as a process manager would in production). Used by
+ * (each restarted whenever it dies, as a process manager would in production). Used by
  * `deno task start` (durable, in .bivelio/) and by the tests and benchmarks (throwaway).
  */
 import postgres from "postgres";
@@ -30,7 +30,8 @@ export interface StackInfo {
   worker_secret: string;
   anon_key: string;
   service_role_key: string;
-  /** Files holding the pid of each running worker process (tests kill workers by it). */
+  /** Files holding the pid of the gateway and of each worker process (tests kill them). */
+  gateway_pid_file: string;
   worker_pid_files: string[];
   orgs: DemoOrg[];
 }
@@ -111,15 +112,16 @@ async function waitForHealth(url: string, gateway: Deno.ChildProcess) {
 }
 
 /**
- * Runs `local/worker.ts` and starts it again whenever it exits, until stopped. Its pid is
- * kept in `pidFile`.
+ * Runs a local/ script and starts it again whenever it exits, until stopped, as a process
+ * manager would in production. The current child's pid is kept in `pidFile` if given.
  */
-function superviseWorker(
+function supervise(
+  script: string,
   env: Record<string, string>,
-  pidFile: string,
   log: (line: string) => void,
+  pidFile?: string,
 ) {
-  let child: Deno.ChildProcess | undefined;
+  let child!: Deno.ChildProcess;
   let stopping = false;
   const spawn = () => {
     child = new Deno.Command(Deno.execPath(), {
@@ -128,29 +130,33 @@ function superviseWorker(
         "-A",
         "--config",
         new URL("deno.json", ROOT).pathname,
-        new URL("local/worker.ts", ROOT).pathname,
+        new URL(`local/${script}`, ROOT).pathname,
       ],
       env,
       stdout: "inherit",
       stderr: "inherit",
     }).spawn();
-    Deno.writeTextFileSync(pidFile, String(child.pid));
+    if (pidFile) Deno.writeTextFileSync(pidFile, String(child.pid));
     const current = child;
     current.status.then((status) => {
       if (stopping || current !== child) return;
-      log(`worker exited (${status.signal ?? status.code}); starting it again`);
+      log(`${script} exited (${status.signal ?? status.code}); starting it again`);
       setTimeout(() => !stopping && spawn(), 200);
     });
   };
   spawn();
-  return async () => {
-    stopping = true;
-    try {
-      child?.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    await child?.status;
+  return {
+    /** The first child, for watching start-up. */
+    first: child,
+    async stop() {
+      stopping = true;
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      await child.status;
+    },
   };
 }
 
@@ -178,6 +184,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       worker_secret: randomSecret(),
       anon_key: await signApiRoleKey(jwtSecret, "anon"),
       service_role_key: await signApiRoleKey(jwtSecret, "service_role"),
+      gateway_pid_file: "",
       worker_pid_files: [],
       orgs: await mintDemoKeys(dbUrl),
     };
@@ -186,7 +193,14 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     { length: options.workers ?? 1 },
     (_, n) => `${options.stateDir}/worker-${n + 1}.pid`,
   );
-  info = { ...info, api_url: apiUrl, db_url: dbUrl, worker_pid_files: workerPidFiles };
+  const gatewayPidFile = `${options.stateDir}/gateway.pid`;
+  info = {
+    ...info,
+    api_url: apiUrl,
+    db_url: dbUrl,
+    gateway_pid_file: gatewayPidFile,
+    worker_pid_files: workerPidFiles,
+  };
   const functionEnv = {
     SUPABASE_DB_URL: dbUrl,
     SUPABASE_URL: apiUrl,
@@ -196,39 +210,30 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     BIVELIO_ALLOW_LOOPBACK_TARGETS: "1",
   };
 
-  const gateway = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      new URL("deno.json", ROOT).pathname,
-      new URL("local/gateway.ts", ROOT).pathname,
-    ],
-    env: {
+  const gateway = supervise(
+    "gateway.ts",
+    {
       ...functionEnv,
       PORT: String(options.apiPort),
       BIVELIO_ANON_KEY: info.anon_key,
       BIVELIO_SERVICE_ROLE_KEY: info.service_role_key,
     },
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
+    log,
+    gatewayPidFile,
+  );
   try {
-    await waitForHealth(apiUrl, gateway);
+    await waitForHealth(apiUrl, gateway.first);
   } catch (error) {
-    gateway.kill("SIGTERM");
-    await gateway.status;
+    await gateway.stop();
     await stopCluster(dataDir);
     throw error;
   }
-  const stopWorkers = workerPidFiles.map((pidFile) =>
-    superviseWorker(
-      {
-        ...functionEnv,
-        BIVELIO_WORKER_LEASE_SECONDS: String(options.leaseSeconds ?? 30),
-      },
-      pidFile,
+  const workers = workerPidFiles.map((pidFile) =>
+    supervise(
+      "worker.ts",
+      { ...functionEnv, BIVELIO_WORKER_LEASE_SECONDS: String(options.leaseSeconds ?? 30) },
       log,
+      pidFile,
     )
   );
   log(`${workerPidFiles.length} worker process(es) running the job queue`);
@@ -240,13 +245,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      await Promise.all(stopWorkers.map((stopWorker) => stopWorker()));
-      try {
-        gateway.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      await gateway.status;
+      await Promise.all(workers.map((worker) => worker.stop()));
+      await gateway.stop();
       await stopCluster(dataDir);
     },
   };

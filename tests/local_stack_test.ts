@@ -1,6 +1,7 @@
 /**
  * `deno task start` as a newcomer uses it: it comes up with demo data and prints a working
- * curl line; Ctrl-C stops the gateway and PostgreSQL; starting again keeps the data.
+ * curl line; a gateway that dies is started again; Ctrl-C stops the gateway and
+ * PostgreSQL; starting again keeps the data.
  */
 import assert from "node:assert/strict";
 import { stopCluster } from "../local/postgres.ts";
@@ -45,7 +46,7 @@ async function isListening(port: number) {
 
 Deno.test({
   name:
-    "start: demo data and a working curl line; Ctrl-C stops everything; a restart keeps the data",
+    "start: demo data and a working curl line; a dead gateway comes back; Ctrl-C stops everything; a restart keeps the data",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -85,6 +86,22 @@ Deno.test({
       });
       const { data } = await created.json();
       assert.equal(created.status, 200);
+
+      // A gateway that dies is started again, as the workers are.
+      const readPid = () => Number(Deno.readTextFileSync(info.gateway_pid_file));
+      const crashed = readPid();
+      Deno.kill(crashed, "SIGKILL");
+      const deadline = Date.now() + 20_000;
+      let health = 0;
+      while (health !== 200 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        health = await fetch(`${info.api_url}/v1/health`).then(async (response) => {
+          await response.body?.cancel();
+          return response.status;
+        }, () => 0);
+      }
+      assert.equal(health, 200, "the gateway is back");
+      assert.notEqual(readPid(), crashed);
 
       first.child.kill("SIGINT");
       assert.equal((await first.child.status).code, 0);
