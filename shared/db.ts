@@ -44,9 +44,8 @@ const RETIRED_POOL_GRACE_MS = 2_000;
  */
 class Pool {
   readonly sql: Sql;
-  /** Rejects once the pool has been retired and its grace period is over. */
-  readonly #gone: Promise<never>;
-  #giveUp!: () => void;
+  /** Rejecters of the work `settle` waits for; failed when the pool is given up on. */
+  readonly #waiting = new Set<(error: Error) => void>();
 
   constructor(onLost: (pool: Pool) => void) {
     this.sql = postgres(config.databaseUrl, {
@@ -56,21 +55,22 @@ class Pool {
       max_lifetime: null,
       onclose: () => onLost(this),
     });
-    this.#gone = new Promise((_, reject) => {
-      this.#giveUp = () => reject(new DatabaseConnectionLost());
-    });
-    this.#gone.catch(() => {}); // only callers of `settle` observe it
   }
 
   /** `work`, unless the pool is given up on first. */
   settle<T>(work: Promise<T>): Promise<T> {
-    return Promise.race([work, this.#gone]);
+    return new Promise((resolve, reject) => {
+      this.#waiting.add(reject);
+      work.then(resolve, reject).finally(() => this.#waiting.delete(reject));
+    });
   }
 
   retire() {
     const ended = this.sql.end({ timeout: RETIRED_POOL_GRACE_MS / 1000 }).catch(() => {});
-    Promise.all([ended, new Promise((resolve) => setTimeout(resolve, RETIRED_POOL_GRACE_MS))])
-      .then(() => this.#giveUp());
+    const grace = new Promise((resolve) => setTimeout(resolve, RETIRED_POOL_GRACE_MS));
+    Promise.all([ended, grace]).then(() => {
+      for (const reject of this.#waiting) reject(new DatabaseConnectionLost());
+    });
   }
 }
 
@@ -113,21 +113,30 @@ export interface RequestClaims {
  * round trips (that write, then COMMIT) instead of four. If BEGIN or the claims failed,
  * fn's queries fail with them.
  */
-export async function withClaims<T>(
+export function withClaims<T>(
   claims: RequestClaims,
   fn: (tx: Tx) => Promise<T>,
   /** More transaction-local settings (the worker's `bivelio.chain_depth`). */
   settings: Record<string, string> = {},
 ): Promise<T> {
   const current = getPool();
-  const tx = await current.settle(current.sql.reserve());
+  return current.settle(inTransaction(current.sql, claims, fn, settings));
+}
+
+async function inTransaction<T>(
+  sql: Sql,
+  claims: RequestClaims,
+  fn: (tx: Tx) => Promise<T>,
+  settings: Record<string, string>,
+): Promise<T> {
+  const tx = await sql.reserve();
   let connectionAlive = true;
   try {
     const extra = Object.entries(settings).reduce(
       (sql, [name, value]) => tx`${sql}, set_config(${name}, ${value}, true)`,
       tx``,
     );
-    const [, , result] = await current.settle(Promise.all([
+    const [, , result] = await Promise.all([
       tx`begin`.execute(),
       tx`
         select set_config('role', 'authenticated', true),
@@ -135,8 +144,8 @@ export async function withClaims<T>(
                ${extra}
       `.execute(),
       fn(tx),
-    ]));
-    await current.settle(tx`commit`.execute());
+    ]);
+    await tx`commit`;
     return result;
   } catch (error) {
     connectionAlive = !databaseUnreachable(error);
