@@ -77,6 +77,19 @@ class Pool {
 let pool: Pool | undefined;
 let listenerPool: Sql | undefined;
 
+// postgres.js 3.4 starts some queries of its own on a new connection (the array type
+// lookup) without handling their failure. When PostgreSQL ends that connection, the
+// rejection would end the process; the pool is replaced anyway, so it is only logged.
+globalThis.addEventListener("unhandledrejection", (event) => {
+  if (!databaseUnreachable(event.reason)) return;
+  event.preventDefault();
+  console.error(JSON.stringify({
+    level: "warn",
+    msg: "a database connection was lost while postgres.js was setting it up",
+    error: String(event.reason),
+  }));
+});
+
 function getPool(): Pool {
   pool ??= new Pool((lost) => {
     if (pool !== lost) return;

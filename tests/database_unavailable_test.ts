@@ -46,3 +46,14 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a lost connection's rejection left unhandled inside postgres.js does not end the process", async () => {
+  await import("../shared/db.ts");
+  const lost = Object.assign(new Error("write CONNECTION_CLOSED 127.0.0.1:5432"), {
+    code: "CONNECTION_CLOSED",
+    errno: "CONNECTION_CLOSED",
+  });
+  // What postgres.js's array-type lookup does when its new connection is ended.
+  Promise.reject(lost);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});
