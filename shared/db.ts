@@ -77,15 +77,16 @@ class Pool {
 let pool: Pool | undefined;
 let listenerPool: Sql | undefined;
 
-// postgres.js 3.4 starts some queries of its own on a new connection (the array type
-// lookup) without handling their failure. When PostgreSQL ends that connection, the
-// rejection would end the process; the pool is replaced anyway, so it is only logged.
+// postgres.js 3.4 starts some queries of its own (the array type lookup on every new
+// connection) without handling their failure. When PostgreSQL ends that connection, the
+// rejection would end the process; the pool is replaced anyway, so such a rejection (and
+// only a lost-database one) is logged instead.
 globalThis.addEventListener("unhandledrejection", (event) => {
   if (!databaseUnreachable(event.reason)) return;
   event.preventDefault();
   console.error(JSON.stringify({
     level: "warn",
-    msg: "a database connection was lost while postgres.js was setting it up",
+    msg: "postgres.js left a lost connection's error unhandled",
     error: String(event.reason),
   }));
 });
