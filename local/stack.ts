@@ -245,8 +245,9 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      await Promise.all(workers.map((worker) => worker.stop()));
-      await gateway.stop();
+      // All at once: Ctrl-C in a terminal signals the children too, and a supervisor that
+      // is not yet stopping would start its child again.
+      await Promise.all([gateway, ...workers].map((child) => child.stop()));
       await stopCluster(dataDir);
     },
   };
