@@ -113,13 +113,13 @@ async function waitForHealth(url: string, gateway: Deno.ChildProcess) {
 
 /**
  * Runs a local/ script and starts it again whenever it exits, until stopped, as a process
- * manager would in production. The current child's pid is kept in `pidFile` if given.
+ * manager would in production. The current child's pid is kept in `pidFile`.
  */
 function supervise(
   script: string,
   env: Record<string, string>,
   log: (line: string) => void,
-  pidFile?: string,
+  pidFile: string,
 ) {
   let child!: Deno.ChildProcess;
   let stopping = false;
@@ -136,7 +136,7 @@ function supervise(
       stdout: "inherit",
       stderr: "inherit",
     }).spawn();
-    if (pidFile) Deno.writeTextFileSync(pidFile, String(child.pid));
+    Deno.writeTextFileSync(pidFile, String(child.pid));
     const current = child;
     current.status.then((status) => {
       if (stopping || current !== child) return;
