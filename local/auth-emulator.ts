@@ -12,6 +12,7 @@
 import postgres from "postgres";
 import { type JWTPayload, jwtVerify, SignJWT } from "jose";
 import bcrypt from "bcryptjs";
+import { findUnstorable } from "../shared/storable-json.ts";
 
 export interface AuthEmulatorOptions {
   /** A postgres.js pool connected as the superuser `postgres`. */
@@ -339,6 +340,10 @@ export function createAuthEmulator(opts: AuthEmulatorOptions): (req: Request) =>
         }
         if (typeof body !== "object" || body === null) {
           throw new AuthError(400, "bad_json", "The request body must be a JSON object");
+        }
+        // What PostgreSQL would refuse (a NUL character) cannot match any user or token.
+        if (findUnstorable(body)) {
+          throw new AuthError(400, "validation_failed", "The request body cannot be stored");
         }
         const grant = url.searchParams.get("grant_type");
         const record = body as Record<string, unknown>;

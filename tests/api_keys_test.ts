@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseApiKey } from "../shared/api-key-format.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
-import { api, createTestOrg, db, test } from "./helpers/stack.ts";
+import { api, createTestOrg, db, test, type TestOrg } from "./helpers/stack.ts";
 
 negativeCases({
   group: "api-keys",
@@ -18,6 +18,29 @@ negativeCases({
   usersOnly: true,
   valid: { name: "CI key" },
   invalid: { data: { name: "x", scopes: ["superuser"] }, field: "scopes.0" },
+});
+/** A key of `org`, made through the API, as `{ id }`. */
+const aKey = async (org: TestOrg) => {
+  const created = await api("api-keys/create", { action: "create", data: { name: "Spare" } }, {
+    token: await org.signIn(),
+  });
+  return { id: created.body.data.id as string };
+};
+negativeCases({
+  group: "api-keys",
+  action: "rotate",
+  scope: "admin",
+  usersOnly: true,
+  valid: async (org) => ({ ...(await aKey(org)), grace_period_seconds: 60 }),
+  invalid: { data: { id: "key_abc", grace_period_seconds: 86_401 }, field: "grace_period_seconds" },
+});
+negativeCases({
+  group: "api-keys",
+  action: "revoke",
+  scope: "admin",
+  usersOnly: true,
+  valid: aKey,
+  invalid: { data: { id: "ct_abc" }, field: "id" },
 });
 
 test("create returns the raw key once; it works, has a valid checksum, and only its hash is stored", async () => {

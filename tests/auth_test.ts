@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { expectError } from "./helpers/negative-cases.ts";
+import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, signJwt, stack, test } from "./helpers/stack.ts";
+
+negativeCases({
+  group: "auth",
+  action: "me",
+  scope: "any",
+  otherSuffix: null,
+  valid: {},
+  invalid: { data: { org_id: "org_other" }, field: "org_id" },
+});
 
 async function token(
   grant: string,
@@ -70,6 +79,27 @@ test("token: wrong password is 401; missing apikey is 401; bad grant_type and fi
   const missing = await token("password", { email: org.user.email });
   expectError(missing, 400, "VALIDATION_ERROR");
   assert.deepEqual(missing.body.error.details, { field: "password", constraint: "required" });
+});
+
+test("token: a NUL character is 400 naming the field, from the API and from Auth itself", async () => {
+  const org = await createTestOrg();
+  for (
+    const [grant, body, field] of [
+      ["password", { email: org.user.email, password: "a\u0000b" }, "password"],
+      ["refresh_token", { refresh_token: "a\u0000b" }, "refresh_token"],
+    ] as const
+  ) {
+    const response = await token(grant, body);
+    expectError(response, 400, "VALIDATION_ERROR");
+    assert.deepEqual(response.body.error.details, { field, constraint: "no_null_character" });
+    // The dashboard talks to Supabase Auth (here its emulator) directly, with supabase-js.
+    const direct = await fetch(`${stack.api_url}/auth/v1/token?grant_type=${grant}`, {
+      method: "POST",
+      headers: { apikey: stack.anon_key, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    assert.equal(direct.status, 400, await direct.text());
+  }
 });
 
 test("me: a user sees itself, its org, role-based scopes and the live environment", async () => {

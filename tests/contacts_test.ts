@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { idempotencyRequestHash } from "../shared/middleware/idempotency.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
-import { api, createTestOrg, db, stack, test } from "./helpers/stack.ts";
+import { api, createTestOrg, db, stack, test, type TestOrg } from "./helpers/stack.ts";
 
 // The demo organization holds the ids the spec's examples use (ct_abc123, ct_def456).
 const acme = stack.orgs.find((org) => org.org_id === "org_demo_acme")!;
@@ -35,6 +35,28 @@ negativeCases({
     return { id: created.body.data.id, tags: ["x"] };
   },
   invalid: { data: { id: "ct_abc123", tags: "x" }, field: "tags" },
+});
+
+/** A contact of `org`, made through the API, as `{ id }`. */
+const aContact = async (org: TestOrg) => {
+  const created = await api("contacts/create", { action: "create", data: { name: "Someone" } }, {
+    key: await org.key(),
+  });
+  return { id: created.body.data.id as string };
+};
+negativeCases({
+  group: "contacts",
+  action: "get",
+  scope: "read",
+  valid: aContact,
+  invalid: { data: { id: "wf_abc123" }, field: "id" },
+});
+negativeCases({
+  group: "contacts",
+  action: "delete",
+  scope: "write",
+  valid: aContact,
+  invalid: { data: {}, field: "id" },
 });
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;

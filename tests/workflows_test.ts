@@ -465,6 +465,37 @@ test("a step that fails once and then succeeds completes on its second attempt",
   }
 });
 
+test("an http_request answer PostgreSQL cannot store is kept as text, NUL characters replaced", async () => {
+  const escapedNul = '{"note":"a\\u0000b"}';
+  const deep = "[".repeat(100) + "]".repeat(100);
+  const json = { "content-type": "application/json" };
+  // Steps run in order, so the receiver's nth request is the nth step's.
+  const answers = [
+    () => new Response(escapedNul, { headers: json }),
+    () => new Response(deep, { headers: json }),
+    () => new Response("plain a\u0000b", { headers: { "content-type": "text/plain" } }),
+  ];
+  const receiver = startReceiver((n) => answers[n - 1]());
+  try {
+    const key = await (await createTestOrg()).key();
+    const id = await createWorkflow(key, {
+      steps: ["json", "deep", "text"].map((name) => ({
+        id: name,
+        type: "http_request",
+        config: { url: `${receiver.url}/${name}` },
+      })),
+    });
+    const done = await waitForInstance(key, (await execute(key, id)).instance_id);
+    assert.equal(done.status, "completed", JSON.stringify(done));
+    assert.deepEqual(
+      done.steps.map((step: { output: { body: unknown } }) => step.output.body),
+      [escapedNul, deep, "plain a\uFFFDb"],
+    );
+  } finally {
+    await receiver.close();
+  }
+});
+
 test("http_request refuses private-network targets without retrying", async () => {
   const key = await (await createTestOrg()).key();
   const id = await createWorkflow(key, {

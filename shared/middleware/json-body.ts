@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "../errors.ts";
+import { findUnstorable, MAX_JSON_DEPTH } from "../storable-json.ts";
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 /** Invalid UTF-8 is refused rather than silently replaced. */
@@ -29,6 +30,28 @@ const tooLarge = (limit: number) =>
   });
 
 /**
+ * A body PostgreSQL could not store (a NUL character, or nesting too deep) is a 400 naming
+ * the field as validation errors do: inside `data` relative to it (`custom_fields.note`).
+ */
+function refuseUnstorable(body: unknown) {
+  const found = findUnstorable(body);
+  if (!found) return;
+  const inData = found.path[0] === "data" && found.path.length > 1;
+  const field = (inData ? found.path.slice(1) : found.path).join(".") || "body";
+  throw found.problem === "null_character"
+    ? new ApiError(
+      "VALIDATION_ERROR",
+      `The '${field}' field contains a NUL character (\\u0000), which cannot be stored.`,
+      { details: { field, constraint: "no_null_character" } },
+    )
+    : new ApiError(
+      "VALIDATION_ERROR",
+      `The '${field}' field is nested more than ${MAX_JSON_DEPTH} levels deep.`,
+      { details: { field, constraint: "max_depth", max_depth: MAX_JSON_DEPTH } },
+    );
+}
+
+/**
  * Reads the body (refusing more than `limit` bytes, even when chunked) and parses it as
  * JSON into `c.var.body`. An empty body is `undefined`; a non-JSON body is a clear 400.
  */
@@ -52,13 +75,16 @@ export function jsonBody(limit = DEFAULT_BODY_LIMIT): MiddlewareHandler {
         details: { field: "Content-Type", constraint: "application/json" },
       });
     }
+    let body: unknown;
     try {
-      c.set("body", JSON.parse(strictUtf8.decode(bytes)));
+      body = JSON.parse(strictUtf8.decode(bytes));
     } catch {
       throw new ApiError("VALIDATION_ERROR", "The request body is not valid JSON.", {
         details: { field: "body", constraint: "json" },
       });
     }
+    refuseUnstorable(body);
+    c.set("body", body);
     await next();
   };
 }

@@ -21,6 +21,7 @@ import {
 import type { Tx } from "../db.ts";
 import { ApiError } from "../errors.ts";
 import { OutboundBlockedError, outboundFetch, OutboundNetworkError } from "../outbound.ts";
+import { findUnstorable, storableText } from "../storable-json.ts";
 
 export class StepFailure extends Error {
   constructor(
@@ -107,15 +108,17 @@ const httpRequestConfig = z.strictObject({
 /** A status worth retrying: the receiver may succeed later. */
 const retryableStatus = (status: number) => status >= 500 || status === 408 || status === 429;
 
+/** The response body as the step's output: JSON when it is (and can be stored), else text. */
 function parseBody(text: string, contentType: string | undefined) {
   if (contentType?.includes("json")) {
     try {
-      return JSON.parse(text);
+      const parsed = JSON.parse(text);
+      if (!findUnstorable(parsed)) return parsed;
     } catch {
       // not JSON after all: keep the text
     }
   }
-  return text;
+  return storableText(text);
 }
 
 const delayConfig = z.strictObject({

@@ -8,14 +8,27 @@
 import assert from "node:assert/strict";
 import { generateApiKey, hashApiKey } from "../../shared/api-key-format.ts";
 import type { Scope } from "../../shared/principal.ts";
-import { api, type ApiResponse, createTestOrg, db, signJwt, test, type TestOrg } from "./stack.ts";
+import { MAX_JSON_DEPTH } from "../../shared/storable-json.ts";
+import {
+  api,
+  type ApiResponse,
+  createTestOrg,
+  db,
+  signJwt,
+  stack,
+  test,
+  type TestOrg,
+} from "./stack.ts";
 
 export interface EndpointUnderTest {
   group: string;
   action: string;
   /** The path suffix that names the action (defaults to the action). */
   suffix?: string;
-  scope: Scope;
+  /** The scope it needs; "any" when every caller may (`auth/me`). */
+  scope: Scope | "any";
+  /** A suffix naming another action of the group; null when the group has no other. */
+  otherSuffix?: string | null;
   /** Only user JWTs may call it (API keys get 403). */
   usersOnly?: boolean;
   /** A body `data` the endpoint accepts (made for the test org when it needs its rows). */
@@ -30,6 +43,52 @@ export function expectError(response: ApiResponse, status: number, code: string)
   assert.equal(response.body.error.code, code, JSON.stringify(response.body));
   assert.equal(typeof response.body.error.message, "string");
   assert.ok(response.headers.get("x-request-id"), "X-Request-Id on every response");
+}
+
+/**
+ * Values a careless or hostile client sends in place of any field. Each must get an answer
+ * in the envelope (accepted or refused), never a 500.
+ */
+const HOSTILE_VALUES: unknown[] = [
+  null,
+  true,
+  -1,
+  0,
+  1.5,
+  1e308,
+  -(2 ** 63),
+  Number.MAX_SAFE_INTEGER + 2,
+  "",
+  " ",
+  "x".repeat(100_000),
+  "' or 1=1 --",
+  "%_\\",
+  "\ud800",
+  "😀",
+  `ct_${"9".repeat(64)}`,
+  "2026-02-30T25:61:00Z",
+  [],
+  [null],
+  Array.from({ length: 1000 }, (_, i) => i),
+  {},
+  { "": "" },
+  JSON.parse('{"__proto__": {"polluted": true}}'),
+  { constructor: { prototype: { polluted: true } } },
+];
+
+/** Nested `levels` arrays deep. */
+const nestedArrays = (levels: number): unknown => levels === 0 ? [] : [nestedArrays(levels - 1)];
+
+// deno-lint-ignore no-explicit-any
+let openApiDocument: Promise<{ paths: Record<string, any> }> | undefined;
+
+/** The names of the `data` fields the OpenAPI document gives for `/<group>/<suffix>`. */
+async function documentedDataFields(path: string): Promise<string[]> {
+  openApiDocument ??= fetch(`${stack.api_url}/v1/openapi`).then((r) => r.json());
+  const operation = (await openApiDocument).paths[`/${path}`]?.post;
+  assert.ok(operation, `/${path} is in the OpenAPI document`);
+  const schema = operation.requestBody?.content?.["application/json"]?.schema;
+  return Object.keys(schema?.properties?.data?.properties ?? {});
 }
 
 export function negativeCases(endpoint: EndpointUnderTest) {
@@ -113,7 +172,7 @@ export function negativeCases(endpoint: EndpointUnderTest) {
       const key = await (await orgOnce()).key({ scopes: ["read", "write", "admin"] });
       expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
     });
-  } else {
+  } else if (scope !== "any") {
     test(name(`a key without the '${scope}' scope is 403 AUTH_INSUFFICIENT_SCOPE`), async () => {
       const others = (["read", "write"] as Scope[]).filter((s) => s !== scope);
       const key = await (await orgOnce()).key({
@@ -123,7 +182,7 @@ export function negativeCases(endpoint: EndpointUnderTest) {
     });
   }
 
-  if (scope !== "read" && !endpoint.usersOnly) {
+  if ((scope === "write" || scope === "admin") && !endpoint.usersOnly) {
     test(name("a publishable key cannot write: 403 AUTH_INSUFFICIENT_SCOPE"), async () => {
       const key = await (await orgOnce()).key({ type: "publishable", scopes: ["read"] });
       expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
@@ -152,12 +211,16 @@ export function negativeCases(endpoint: EndpointUnderTest) {
     assert.equal(response.body.error.details.field, "action");
   });
 
-  test(name("a path suffix naming another action is 400 VALIDATION_ERROR"), async () => {
-    const otherSuffix = action === "list" ? "create" : "list";
-    const response = await api(`${group}/${otherSuffix}`, await validBody(), await allowed());
-    expectError(response, 400, "VALIDATION_ERROR");
-    assert.equal(response.body.error.details.constraint, "matches_path");
-  });
+  const otherSuffix = endpoint.otherSuffix === undefined
+    ? (action === "list" ? "create" : "list")
+    : endpoint.otherSuffix;
+  if (otherSuffix !== null) {
+    test(name("a path suffix naming another action is 400 VALIDATION_ERROR"), async () => {
+      const response = await api(`${group}/${otherSuffix}`, await validBody(), await allowed());
+      expectError(response, 400, "VALIDATION_ERROR");
+      assert.equal(response.body.error.details.constraint, "matches_path");
+    });
+  }
 
   test(name("invalid fields are 400 VALIDATION_ERROR naming the field"), async () => {
     const response = await api(path, { action, data: endpoint.invalid.data }, await allowed());
@@ -179,4 +242,49 @@ export function negativeCases(endpoint: EndpointUnderTest) {
       assert.equal(response.body.success, true);
     },
   );
+  test(name("a NUL character or nesting too deep in any field is 400 naming it"), async () => {
+    const caller = await allowed();
+    const base = await validBody();
+    for (const field of await documentedDataFields(path)) {
+      const refused = async (value: unknown, constraint: string, named: RegExp) => {
+        const response = await api(
+          path,
+          { action, data: { ...base.data, [field]: value } },
+          caller,
+        );
+        expectError(response, 400, "VALIDATION_ERROR");
+        assert.equal(response.body.error.details.constraint, constraint, field);
+        assert.match(response.body.error.details.field, named);
+      };
+      await refused("a\u0000b", "no_null_character", new RegExp(`^${field}$`));
+      await refused(
+        { "bad\u0000key": 1 },
+        "no_null_character",
+        new RegExp(`^${field}\\.bad\u0000key$`),
+      );
+      await refused(nestedArrays(MAX_JSON_DEPTH), "max_depth", new RegExp(`^${field}(\\.0)+$`));
+    }
+  });
+
+  test(name("hostile values in any field get an answer in the envelope, never a 500"), async () => {
+    const caller = await allowed();
+    const base = await validBody();
+    for (const field of await documentedDataFields(path)) {
+      for (const value of HOSTILE_VALUES) {
+        const response = await api(
+          path,
+          { action, data: { ...base.data, [field]: value } },
+          caller,
+        );
+        const sent = `${field} = ${JSON.stringify(value)?.slice(0, 80)}`;
+        assert.ok(
+          response.status < 500,
+          `${sent}: ${response.status} ${JSON.stringify(response.body)}`,
+        );
+        assert.equal(typeof response.body.success, "boolean", sent);
+        if (!response.body.success) assert.equal(typeof response.body.error.code, "string", sent);
+        assert.ok(response.headers.get("x-request-id"), sent);
+      }
+    }
+  });
 }

@@ -4,21 +4,12 @@ import { z } from "zod";
 import { createGroupApp, defineAction } from "../../../shared/app.ts";
 import { config } from "../../../shared/config.ts";
 import { ApiError } from "../../../shared/errors.ts";
+import { jsonBody } from "../../../shared/middleware/json-body.ts";
 import { isoTimestamp } from "../../../shared/time.ts";
 import { validate } from "../../../shared/validation.ts";
 
 const passwordGrant = z.strictObject({ email: z.email(), password: z.string().min(1).max(1000) });
 const refreshGrant = z.strictObject({ refresh_token: z.string().min(1).max(1000) });
-
-async function readJson(c: Context): Promise<unknown> {
-  try {
-    return await c.req.json();
-  } catch {
-    throw new ApiError("VALIDATION_ERROR", "The request body is not valid JSON.", {
-      details: { field: "body", constraint: "json" },
-    });
-  }
-}
 
 /**
  * POST /v1/auth/token?grant_type=password|refresh_token: signs in through Supabase Auth
@@ -35,7 +26,7 @@ async function issueToken(c: Context) {
       details: { field: "grant_type", constraint: "enum" },
     });
   }
-  const body = await readJson(c);
+  const body = c.get("body");
   const auth = createClient(config.supabaseUrl, apikey, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
   }).auth;
@@ -98,5 +89,5 @@ export const actions = [
 ];
 
 export default createGroupApp("auth", actions, {
-  extraRoutes: (app: Hono) => app.post("/token", issueToken),
+  extraRoutes: (app: Hono) => app.post("/token", jsonBody(), issueToken),
 });
