@@ -136,14 +136,19 @@ export async function getContact(tx: Tx, id: string) {
   return contactToApi(row);
 }
 
-/** company_id must name a company contact the caller can see (same org and environment). */
+/**
+ * company_id must name a company contact the caller can see (same org and environment).
+ * The company row is share-locked until commit, so a concurrent delete or change to a
+ * person either finishes first (and this check sees it) or waits: otherwise the insert
+ * would fail on the foreign key (a 500) or link a person.
+ */
 async function checkCompany(tx: Tx, companyId: string | null | undefined, selfId?: string) {
   if (!companyId) return;
   if (companyId === selfId) {
     throw invalidField("company_id", "not_self", "A contact cannot be its own company.");
   }
   const [company] = await tx<{ type: string }[]>`
-    select type from public.contacts where id = ${companyId}
+    select type from public.contacts where id = ${companyId} for share
   `;
   if (!company) {
     throw invalidField("company_id", "exists", `Company contact '${companyId}' was not found.`);
@@ -190,6 +195,9 @@ export async function updateContact(tx: Tx, patch: UpdateContact) {
   if (sets.length === 0) return await getContact(tx, id);
 
   if (patch.type === "person") {
+    // Locked first: a contact being linked to it meanwhile (checkCompany share-locks this
+    // row) has committed before the check below, or waits for this update.
+    await tx`select from public.contacts where id = ${id} for update`;
     const [linked] = await tx`select 1 from public.contacts where company_id = ${id} limit 1`;
     if (linked) {
       throw invalidField(

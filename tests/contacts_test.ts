@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { idempotencyRequestHash } from "../shared/middleware/idempotency.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
-import { api, createTestOrg, db, stack, test, type TestOrg } from "./helpers/stack.ts";
+import {
+  api,
+  type ApiResponse,
+  createTestOrg,
+  db,
+  stack,
+  test,
+  type TestOrg,
+} from "./helpers/stack.ts";
 
 // The demo organization holds the ids the spec's examples use (ct_abc123, ct_def456).
 const acme = stack.orgs.find((org) => org.org_id === "org_demo_acme")!;
@@ -146,6 +154,69 @@ test("the path suffix is optional: /v1/contacts with action create equals /v1/co
   });
   assert.equal(viaFunctionsPath.status, 200);
   assert.equal((await viaFunctionsPath.json()).data.name, "No Suffix");
+});
+
+/**
+ * Runs `change` in a service transaction and sends `request` while that transaction still
+ * holds its row locks; commits after `holdMs`. Returns the API's answer.
+ */
+async function duringTransaction(
+  change: (tx: typeof db) => Promise<unknown>,
+  request: () => Promise<ApiResponse>,
+  holdMs = 300,
+): Promise<ApiResponse> {
+  let answer: Promise<ApiResponse> | undefined;
+  await db.begin(async (tx) => {
+    await change(tx as unknown as typeof db);
+    answer = request();
+    await new Promise((resolve) => setTimeout(resolve, holdMs));
+  });
+  return await answer!;
+}
+
+test("linking to a company deleted or made a person meanwhile is 400 on company_id, never a 500 or a person linked", async () => {
+  const key = await (await createTestOrg()).key();
+  const changes = {
+    deleted: (tx: typeof db, id: string) => tx`delete from public.contacts where id = ${id}`,
+    "made a person": (tx: typeof db, id: string) =>
+      tx`update public.contacts set type = 'person' where id = ${id}`,
+  };
+  for (const [what, change] of Object.entries(changes)) {
+    const company = await api("contacts/create", {
+      action: "create",
+      data: { type: "company", name: `Co ${what}` },
+    }, { key });
+    const id = company.body.data.id;
+    const response = await duringTransaction(
+      (tx) => change(tx, id),
+      () =>
+        api("contacts/create", { action: "create", data: { name: "Linked", company_id: id } }, {
+          key,
+        }),
+    );
+    expectError(response, 400, "VALIDATION_ERROR");
+    assert.equal(response.body.error.details.field, "company_id", what);
+  }
+});
+
+test("making a company a person while a contact is being linked to it is 400, never a person linked", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  const company = await api("contacts/create", {
+    action: "create",
+    data: { type: "company", name: "Soon a person" },
+  }, { key });
+  const id = company.body.data.id;
+  const response = await duringTransaction(
+    (tx) =>
+      tx`insert into public.contacts (org_id, environment, type, name, company_id)
+         values (${org.orgId}, 'live', 'person', 'Linked meanwhile', ${id})`,
+    () => api("contacts/update", { action: "update", data: { id, type: "person" } }, { key }),
+  );
+  expectError(response, 400, "VALIDATION_ERROR");
+  assert.equal(response.body.error.details.constraint, "company_in_use");
+  const [row] = await db`select type from public.contacts where id = ${id}`;
+  assert.equal(row.type, "company");
 });
 
 test("update merges custom_fields key by key, a null removes a key, other fields stay", async () => {
