@@ -53,11 +53,12 @@ interface KeyRow {
   last_used_at: Date | null;
   expires_at: Date | null;
   revoked_at: Date | null;
+  replaced_by: string | null;
 }
 
 const keyColumns = (db: Sql) =>
   db`id, name, environment, key_type, scopes, prefix, start, last_four, created_at,
-     last_used_at, expires_at, revoked_at`;
+     last_used_at, expires_at, revoked_at, replaced_by`;
 
 function statusOf(row: KeyRow) {
   const now = Date.now();
@@ -156,6 +157,14 @@ async function activeKey(tx: Tx, id: string) {
  */
 export async function rotateApiKey(tx: Tx, id: string, graceSeconds: number) {
   const old = await activeKey(tx, id);
+  // A key in its grace period already has a replacement; a second one would leave two.
+  if (old.replaced_by) {
+    throw invalidField(
+      "id",
+      "not_rotated",
+      `API key '${id}' was already rotated: rotate its replacement '${old.replaced_by}' instead.`,
+    );
+  }
   const replacement = await mintApiKey(tx, {
     name: old.name,
     environment: old.environment,

@@ -116,7 +116,7 @@ test("revoke takes effect immediately", async () => {
   );
 });
 
-test("rotate with a grace period: both keys work until it ends; without one the old key stops at once", async () => {
+test("rotate with a grace period: both keys work until it ends, the old one cannot be rotated again; without one the old key stops at once", async () => {
   const org = await createTestOrg();
   const token = await org.signIn();
   const original = await api("api-keys/create", {
@@ -136,6 +136,13 @@ test("rotate with a grace period: both keys work until it ends; without one the 
   assert.ok(Math.abs(validUntil - (Date.now() + 3600_000)) < 60_000);
   assert.equal((await api("auth/me", {}, { key: original.body.data.key })).status, 200);
   assert.equal((await api("auth/me", {}, { key: replacement.key })).status, 200);
+  const again = await api("api-keys/rotate", {
+    action: "rotate",
+    data: { id: original.body.data.id },
+  }, { token });
+  expectError(again, 400, "VALIDATION_ERROR");
+  assert.deepEqual(again.body.error.details, { field: "id", constraint: "not_rotated" });
+  assert.match(again.body.error.message, new RegExp(replacement.id));
 
   const immediate = await api(
     "api-keys/rotate",
