@@ -147,7 +147,9 @@ export async function redeliver(tx: Tx, id: string) {
 
 /** Queues a signed `webhook.test` delivery to the webhook (even a disabled one). */
 export async function queueTestDelivery(tx: Tx, webhook: string) {
-  const [found] = await tx`select 1 from public.webhooks where id = ${webhook}`;
+  // Key-share locked, as the delivery's foreign key check will: a delete meanwhile either
+  // commits first (a 404 here) or waits, instead of failing that check (a 500).
+  const [found] = await tx`select 1 from public.webhooks where id = ${webhook} for key share`;
   if (!found) throw notFound("Webhook", webhook);
   const data = {
     test: true,
