@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type Job, leaseFor } from "../shared/worker.ts";
 import { runWorkflowJob } from "../shared/workflows/engine.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
-import { api, createTestOrg, db, stack, test } from "./helpers/stack.ts";
+import { api, type ApiResponse, createTestOrg, db, stack, test } from "./helpers/stack.ts";
 import {
   createWorkflow,
   execute,
@@ -915,4 +915,65 @@ test("POST /v1/worker runs due jobs only with the worker secret", async () => {
   assert.equal(typeof body.data.processed, "number");
   const done = await waitForInstance(key, instance_id);
   assert.deepEqual(done.output, { ran: true });
+});
+
+// ---------------------------------------------------------------------------------------
+// Concurrent changes: a request that meets a change another transaction is making
+// ---------------------------------------------------------------------------------------
+
+/**
+ * Runs `change` in a service transaction and sends `request` while that transaction still
+ * holds its row locks; commits after `holdMs`. Returns the API's answer.
+ */
+async function duringTransaction(
+  change: (tx: typeof db) => Promise<unknown>,
+  request: () => Promise<ApiResponse>,
+  holdMs = 300,
+): Promise<ApiResponse> {
+  let answer: Promise<ApiResponse> | undefined;
+  await db.begin(async (tx) => {
+    await change(tx as unknown as typeof db);
+    answer = request();
+    await new Promise((resolve) => setTimeout(resolve, holdMs));
+  });
+  return await answer!;
+}
+
+test("an update meeting another update of the steps makes the next version, never a 500", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  const id = await createWorkflow(key, { steps: [setStep("a", { v: 1 })] });
+  // What another update of the steps does: version 2, then the workflow points at it.
+  const response = await duringTransaction(
+    async (tx) => {
+      await tx`
+        insert into public.workflow_versions (workflow_id, version, org_id, environment, steps)
+        values (${id}, 2, ${org.orgId}, 'live', ${tx.json([setStep("a", { v: 2 })] as never)})
+      `;
+      await tx`update public.workflows set version = 2, updated_at = now() where id = ${id}`;
+    },
+    () =>
+      api("workflows/update", {
+        action: "update",
+        data: { workflow_id: id, steps: [setStep("a", { v: 3 })] },
+      }, { key }),
+  );
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  assert.equal(response.body.data.version, 3);
+  assert.deepEqual(response.body.data.steps, [setStep("a", { v: 3 })]);
+});
+
+test("an update meeting an archive keeps the workflow archived (no lost update)", async () => {
+  const key = await (await createTestOrg()).key();
+  const id = await createWorkflow(key, { steps: [setStep("a", {})] });
+  const response = await duringTransaction(
+    (tx) => tx`update public.workflows set status = 'archived' where id = ${id}`,
+    () =>
+      api("workflows/update", { action: "update", data: { workflow_id: id, name: "Renamed" } }, {
+        key,
+      }),
+  );
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  assert.equal(response.body.data.name, "Renamed");
+  assert.equal(response.body.data.status, "archived");
 });

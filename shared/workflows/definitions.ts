@@ -301,6 +301,12 @@ export async function createWorkflow(tx: Tx, input: CreateWorkflow) {
 }
 
 export async function updateWorkflow(tx: Tx, patch: UpdateWorkflow) {
+  // Locked before it is read: a concurrent update (or archive) then commits first and is
+  // seen below, instead of both adding the same version (a 500 on workflow_versions' key)
+  // or this one writing back fields read before the other's commit (an archive undone).
+  // A statement of its own: a locking read joined to versions would drop the row when
+  // the other update moved it to a new version.
+  await tx`select from public.workflows where id = ${patch.workflow_id} for no key update`;
   const current = await findWorkflow(tx, patch.workflow_id);
   const trigger: Trigger = {
     trigger_type: patch.trigger_type ?? current.trigger_type,
