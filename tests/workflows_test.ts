@@ -977,3 +977,25 @@ test("an update meeting an archive keeps the workflow archived (no lost update)"
   assert.equal(response.body.data.name, "Renamed");
   assert.equal(response.body.data.status, "archived");
 });
+
+test("cancelling an instance that ends meanwhile is 409 INSTANCE_FINISHED, not a 200 that did nothing", async () => {
+  const key = await (await createTestOrg()).key();
+  const id = await createWorkflow(key, {
+    steps: [{ id: "wait", type: "delay", config: { seconds: 600 } }],
+  });
+  const { instance_id } = await execute(key, id);
+  await waitForInstance(key, instance_id, (i) => i.steps.length > 0);
+  // What the worker's last commit does (the trigger drops the job).
+  const response = await duringTransaction(
+    (tx) =>
+      tx`update public.workflow_instances
+         set status = 'completed', finished_at = clock_timestamp(), updated_at = clock_timestamp()
+         where id = ${instance_id}`,
+    () =>
+      api("workflows/cancel_instance", { action: "cancel_instance", data: { instance_id } }, {
+        key,
+      }),
+  );
+  expectError(response, 409, "INSTANCE_FINISHED");
+  assert.equal(response.body.error.details.status, "completed");
+});

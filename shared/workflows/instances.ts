@@ -188,22 +188,27 @@ export async function getInstance(tx: Tx, id: string) {
   };
 }
 
+const instanceFinished = (id: string, status: string) =>
+  new ApiError("INSTANCE_FINISHED", `Instance '${id}' already ended (${status}).`, {
+    details: { status },
+  });
+
 export async function cancelInstance(tx: Tx, id: string) {
   const row = await findInstance(tx, id);
-  if (isFinished(row.status)) {
-    throw new ApiError("INSTANCE_FINISHED", `Instance '${id}' already ended (${row.status}).`, {
-      details: { status: row.status },
-    });
-  }
+  if (isFinished(row.status)) throw instanceFinished(id, row.status);
   // Lock the job before the instance, the order the worker locks them in (no deadlock).
   await tx`select private.lock_workflow_job(${id})`;
-  await tx`
+  const [cancelled] = await tx`
     update public.workflow_instances
     set status = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
         error = ${tx.json({ code: "CANCELLED", message: "Cancelled through the API." })}
     where id = ${id} and status in ('pending', 'running')
+    returning id
   `;
-  return instanceToApi(await findInstance(tx, id));
+  const after = await findInstance(tx, id);
+  // The run ended between the check above and the update (the worker committed first).
+  if (!cancelled) throw instanceFinished(id, after.status);
+  return instanceToApi(after);
 }
 
 // ---------------------------------------------------------------------------------------
