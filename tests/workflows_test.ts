@@ -999,3 +999,26 @@ test("cancelling an instance that ends meanwhile is 409 INSTANCE_FINISHED, not a
   expectError(response, 409, "INSTANCE_FINISHED");
   assert.equal(response.body.error.details.status, "completed");
 });
+
+test("switching a workflow to single concurrency while an instance runs: execute is 409 until it ends", async () => {
+  const key = await (await createTestOrg()).key();
+  const id = await createWorkflow(key, {
+    steps: [{ id: "wait", type: "delay", config: { seconds: 600 } }],
+  });
+  const first = await execute(key, id);
+  const switched = await api("workflows/update", {
+    action: "update",
+    data: { workflow_id: id, concurrency: "single" },
+  }, { key });
+  assert.equal(switched.body.data.concurrency, "single");
+  expectError(
+    await api("workflows/execute", { action: "execute", data: { workflow_id: id } }, { key }),
+    409,
+    "WORKFLOW_ALREADY_RUNNING",
+  );
+  await api("workflows/cancel_instance", {
+    action: "cancel_instance",
+    data: { instance_id: first.instance_id },
+  }, { key });
+  assert.equal((await execute(key, id)).status, "running");
+});
