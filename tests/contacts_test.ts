@@ -3,9 +3,9 @@ import { idempotencyRequestHash } from "../shared/middleware/idempotency.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import {
   api,
-  type ApiResponse,
   createTestOrg,
   db,
+  duringTransaction,
   stack,
   test,
   type TestOrg,
@@ -155,24 +155,6 @@ test("the path suffix is optional: /v1/contacts with action create equals /v1/co
   assert.equal(viaFunctionsPath.status, 200);
   assert.equal((await viaFunctionsPath.json()).data.name, "No Suffix");
 });
-
-/**
- * Runs `change` in a service transaction and sends `request` while that transaction still
- * holds its row locks; commits after `holdMs`. Returns the API's answer.
- */
-async function duringTransaction(
-  change: (tx: typeof db) => Promise<unknown>,
-  request: () => Promise<ApiResponse>,
-  holdMs = 300,
-): Promise<ApiResponse> {
-  let answer: Promise<ApiResponse> | undefined;
-  await db.begin(async (tx) => {
-    await change(tx as unknown as typeof db);
-    answer = request();
-    await new Promise((resolve) => setTimeout(resolve, holdMs));
-  });
-  return await answer!;
-}
 
 test("linking to a company deleted or made a person meanwhile is 400 on company_id, never a 500 or a person linked", async () => {
   const key = await (await createTestOrg()).key();

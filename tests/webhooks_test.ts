@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { Webhook } from "standardwebhooks";
 import { RETRY_DELAYS_SECONDS } from "../shared/webhooks/delivery-job.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
-import { api, type ApiResponse, createTestOrg, db, test, type TestOrg } from "./helpers/stack.ts";
+import { api, createTestOrg, db, duringTransaction, test, type TestOrg } from "./helpers/stack.ts";
 
 // ---------------------------------------------------------------------------------------
 // A receiver: every path answers what its route says (200 unless told otherwise) and
@@ -982,24 +982,6 @@ test("deleting a webhook deletes its deliveries and their queued jobs", async ()
 
 // ---------------------------------------------------------------------------------------
 // Concurrent changes: a request that meets a change another transaction is making
-
-/**
- * Runs `change` in a service transaction and sends `request` while that transaction still
- * holds its row locks; commits after `holdMs`. Returns the API's answer.
- */
-async function duringTransaction(
-  change: (tx: typeof db) => Promise<unknown>,
-  request: () => Promise<ApiResponse>,
-  holdMs = 300,
-): Promise<ApiResponse> {
-  let answer: Promise<ApiResponse> | undefined;
-  await db.begin(async (tx) => {
-    await change(tx as unknown as typeof db);
-    answer = request();
-    await new Promise((resolve) => setTimeout(resolve, holdMs));
-  });
-  return await answer!;
-}
 
 test("test on a webhook deleted meanwhile is 404, never a 500", async () => {
   const key = await (await createTestOrg()).key();

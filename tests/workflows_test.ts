@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type Job, leaseFor } from "../shared/worker.ts";
 import { runWorkflowJob } from "../shared/workflows/engine.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
-import { api, type ApiResponse, createTestOrg, db, stack, test } from "./helpers/stack.ts";
+import { api, createTestOrg, db, duringTransaction, stack, test } from "./helpers/stack.ts";
 import {
   createWorkflow,
   execute,
@@ -920,24 +920,6 @@ test("POST /v1/worker runs due jobs only with the worker secret", async () => {
 // ---------------------------------------------------------------------------------------
 // Concurrent changes: a request that meets a change another transaction is making
 // ---------------------------------------------------------------------------------------
-
-/**
- * Runs `change` in a service transaction and sends `request` while that transaction still
- * holds its row locks; commits after `holdMs`. Returns the API's answer.
- */
-async function duringTransaction(
-  change: (tx: typeof db) => Promise<unknown>,
-  request: () => Promise<ApiResponse>,
-  holdMs = 300,
-): Promise<ApiResponse> {
-  let answer: Promise<ApiResponse> | undefined;
-  await db.begin(async (tx) => {
-    await change(tx as unknown as typeof db);
-    answer = request();
-    await new Promise((resolve) => setTimeout(resolve, holdMs));
-  });
-  return await answer!;
-}
 
 test("an update meeting another update of the steps makes the next version, never a 500", async () => {
   const org = await createTestOrg();

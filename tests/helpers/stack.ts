@@ -131,6 +131,24 @@ export async function signJwt(claims: jose.JWTPayload, expiresIn: string | numbe
 }
 
 /**
+ * Runs `change` in a service transaction and sends `request` while that transaction still
+ * holds its row locks; commits after `holdMs`. Returns the API's answer.
+ */
+export async function duringTransaction(
+  change: (tx: typeof db) => Promise<unknown>,
+  request: () => Promise<ApiResponse>,
+  holdMs = 300,
+): Promise<ApiResponse> {
+  let answer: Promise<ApiResponse> | undefined;
+  await db.begin(async (tx) => {
+    await change(tx as unknown as typeof db);
+    answer = request();
+    await new Promise((resolve) => setTimeout(resolve, holdMs));
+  });
+  return await answer!;
+}
+
+/**
  * Deno.test for integration tests: the shared connection pool and keep-alive sockets live
  * across tests, so the per-test resource sanitizers are off.
  */
