@@ -123,9 +123,18 @@ export async function startCluster({ dataDir, port, durable }: ClusterOptions) {
   }
   if (isRoot()) await run(["chown", "postgres:postgres", autoConf, mainConf]);
   if (!exists(`${dataDir}/postmaster.pid`)) {
-    await run([`${PG_BIN}/pg_ctl`, "-D", dataDir, "-l", `${dataDir}/server.log`, "-w", "start"], {
-      asPostgres: true,
-    });
+    const log = `${dataDir}/server.log`;
+    try {
+      await run([`${PG_BIN}/pg_ctl`, "-D", dataDir, "-l", log, "-w", "start"], {
+        asPostgres: true,
+      });
+    } catch (error) {
+      // pg_ctl only says "examine the log": show its end (a port in use, a bad setting).
+      const tail = Deno.readTextFileSync(log).trimEnd().split("\n").slice(-5).join("\n");
+      throw new Error(`PostgreSQL did not start on port ${port}. The end of ${log}:\n${tail}`, {
+        cause: error,
+      });
+    }
   }
   return databaseUrl(port);
 }
