@@ -9,6 +9,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { Webhook } from "standardwebhooks";
 import { RETRY_DELAYS_SECONDS } from "../shared/webhooks/delivery-job.ts";
+import { MAX_WEBHOOKS_PER_ENVIRONMENT } from "../shared/webhooks/endpoints.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, duringTransaction, test, type TestOrg } from "./helpers/stack.ts";
 
@@ -994,4 +995,37 @@ test("test on a webhook deleted meanwhile is 404, never a 500", async () => {
   );
   expectError(response, 404, "RESOURCE_NOT_FOUND");
   assert.equal(receiver.requests().length, 0);
+});
+
+test("at most 16 webhooks per organization and environment, even when created at once", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  const attempts = await Promise.all(
+    Array.from(
+      { length: MAX_WEBHOOKS_PER_ENVIRONMENT + 4 },
+      () => api("webhooks/create", { action: "create", data: validCreate() }, { key }),
+    ),
+  );
+  const created = attempts.filter((r) => r.status === 200);
+  assert.equal(created.length, MAX_WEBHOOKS_PER_ENVIRONMENT);
+  for (const refused of attempts.filter((r) => r.status !== 200)) {
+    expectError(refused, 400, "VALIDATION_ERROR");
+    assert.equal(refused.body.error.details.constraint, "max_webhooks");
+    assert.equal(refused.body.error.details.max, MAX_WEBHOOKS_PER_ENVIRONMENT);
+  }
+
+  // The sandbox has a room of its own.
+  await createWebhook(await org.key({ environment: "test" }), validCreate());
+
+  // Deleting one makes room for one.
+  await api("webhooks/delete", {
+    action: "delete",
+    data: { webhook_id: created[0].body.data.webhook_id },
+  }, { key });
+  await createWebhook(key, validCreate());
+  expectError(
+    await api("webhooks/create", { action: "create", data: validCreate() }, { key }),
+    400,
+    "VALIDATION_ERROR",
+  );
 });

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import type { Tx } from "../db.ts";
-import { notFound } from "../errors.ts";
+import { ApiError, notFound } from "../errors.ts";
 import { EVENT_TYPES } from "../events.ts";
 import { paginationInput, paginationOf } from "../pagination.ts";
 import type { Principal } from "../principal.ts";
@@ -147,9 +147,40 @@ async function setSecret(tx: Tx, id: string, secret: string) {
   return row.previous_expires_at;
 }
 
+/**
+ * Webhooks an organization may have per environment (Stripe allows 16 too): every event is
+ * sent once per subscribed webhook, so without a bound one create could fan out to any
+ * number of POSTs.
+ */
+export const MAX_WEBHOOKS_PER_ENVIRONMENT = 16;
+
+/**
+ * Refuses a webhook beyond the maximum. Creates of one organization and environment take
+ * turns (a transaction-scoped advisory lock), so concurrent creates cannot all see room
+ * for one more.
+ */
+async function checkWebhookRoom(tx: Tx, principal: Principal) {
+  await tx`
+    select pg_advisory_xact_lock(
+      hashtextextended(${`bivelio.webhooks.${principal.orgId}.${principal.environment}`}, 0))
+  `;
+  const [{ count }] = await tx<{ count: number }[]>`
+    select count(*)::int as count from public.webhooks
+  `;
+  if (count >= MAX_WEBHOOKS_PER_ENVIRONMENT) {
+    throw new ApiError(
+      "VALIDATION_ERROR",
+      `An organization can have at most ${MAX_WEBHOOKS_PER_ENVIRONMENT} webhooks per environment; ` +
+        "delete one, or subscribe an existing one to more events.",
+      { details: { constraint: "max_webhooks", max: MAX_WEBHOOKS_PER_ENVIRONMENT } },
+    );
+  }
+}
+
 /** The spec's create; `signing_secret` is in this response and nowhere else, ever. */
 export async function createWebhook(tx: Tx, principal: Principal, input: CreateWebhook) {
   await checkWebhookUrl(input.url, principal.environment);
+  await checkWebhookRoom(tx, principal);
   const [row] = await tx<
     Pick<WebhookRow, "id" | "url" | "events" | "description" | "status" | "created_at">[]
   >`
