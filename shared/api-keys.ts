@@ -6,17 +6,23 @@ import { z } from "zod";
 import { generateApiKey, hashApiKey, type KeyEnvironment, type KeyType } from "./api-key-format.ts";
 import type { Sql, Tx } from "./db.ts";
 import { ApiError, invalidField, notFound } from "./errors.ts";
-import { ALL_SCOPES, type Scope } from "./principal.ts";
+import { ALL_SCOPES, levelOf, type Scope } from "./principal.ts";
 import { isoTimestamp } from "./time.ts";
 
 export const MAX_ROTATION_GRACE_SECONDS = 24 * 60 * 60;
 const keyId = z.string().regex(/^key_[0-9a-z]{1,64}$/, "must be an API key id (key_…)");
+/**
+ * Broad (`read`, `write`, `admin`) or one group's (`contacts:read`, `webhooks:admin`); an
+ * unknown group or level is a 400 naming `scopes.N`.
+ */
+const scopesInput = z.array(z.enum(ALL_SCOPES as [Scope, ...Scope[]]))
+  .min(1).max(ALL_SCOPES.length);
 
 export const createKeyInput = z.strictObject({
   name: z.string().trim().min(1).max(100),
   environment: z.enum(["live", "test"]).default("live"),
   type: z.enum(["secret", "publishable"]).default("secret"),
-  scopes: z.array(z.enum(ALL_SCOPES as [Scope, ...Scope[]])).min(1).optional(),
+  scopes: scopesInput.optional(),
   expires_at: z.iso.datetime({ offset: true }).optional(),
 }).superRefine((input, ctx) => {
   if (input.type === "publishable" && input.environment === "test") {
@@ -26,9 +32,6 @@ export const createKeyInput = z.strictObject({
       message: "publishable keys exist for live only",
     });
   }
-  if (input.type === "publishable" && input.scopes?.some((s) => s !== "read")) {
-    ctx.addIssue({ code: "custom", path: ["scopes"], message: "publishable keys are read-only" });
-  }
   if (input.expires_at && Date.parse(input.expires_at) <= Date.now()) {
     ctx.addIssue({ code: "custom", path: ["expires_at"], message: "must be in the future" });
   }
@@ -37,6 +40,8 @@ export const listKeysInput = z.strictObject({ include_revoked: z.boolean().defau
 export const rotateKeyInput = z.strictObject({
   id: keyId,
   grace_period_seconds: z.number().int().min(0).max(MAX_ROTATION_GRACE_SECONDS).default(0),
+  /** The replacement's scopes; the old key's when absent. */
+  scopes: scopesInput.optional(),
 });
 export const revokeKeyInput = z.strictObject({ id: keyId });
 
@@ -98,8 +103,10 @@ export interface MintKey {
  * stack's service connection names it with `orgId`.
  */
 export async function mintApiKey(db: Sql, input: MintKey, orgId?: string) {
+  const requested = input.scopes ?? (input.type === "publishable" ? ["read"] : ["read", "write"]);
+  if (input.type === "publishable") requireReadOnly(requested);
+  const scopes = [...new Set(requested)];
   const generated = generateApiKey(input.environment, input.type);
-  const scopes = input.type === "publishable" ? ["read"] : input.scopes ?? ["read", "write"];
   const values = {
     ...(orgId ? { org_id: orgId } : {}),
     name: input.name,
@@ -116,6 +123,23 @@ export async function mintApiKey(db: Sql, input: MintKey, orgId?: string) {
     insert into public.api_keys ${db(values)} returning ${keyColumns(db)}
   `;
   return { ...keyToApi(row), key: generated.key };
+}
+
+/**
+ * A publishable key ends up in browsers, where anyone can copy it: it may hold read scopes
+ * only. Refused rather than cut down, so nobody believes a key writes when it cannot.
+ */
+function requireReadOnly(scopes: Scope[]) {
+  const index = scopes.findIndex((scope) => levelOf(scope) !== "read");
+  if (index >= 0) {
+    throw invalidField(
+      `scopes.${index}`,
+      "read_only",
+      `Publishable keys may hold only read scopes ('read', 'contacts:read', …), not '${
+        scopes[index]
+      }'.`,
+    );
+  }
 }
 
 /** Key management is for owners and admins; RLS enforces it, this says it clearly. */
@@ -152,10 +176,14 @@ async function activeKey(tx: Tx, id: string) {
 }
 
 /**
- * Issues a replacement with the same name, type, environment and scopes. The old key
- * stays valid for `graceSeconds` (0: revoked at once) so deployments can switch over.
+ * Issues a replacement with the same name, type, environment and scopes (or `scopes`, when
+ * given). The old key stays valid for `graceSeconds` (0: revoked at once) so deployments
+ * can switch over.
  */
-export async function rotateApiKey(tx: Tx, id: string, graceSeconds: number) {
+export async function rotateApiKey(
+  tx: Tx,
+  { id, grace_period_seconds: graceSeconds, scopes }: z.output<typeof rotateKeyInput>,
+) {
   const old = await activeKey(tx, id);
   // A key in its grace period already has a replacement; a second one would leave two.
   if (old.replaced_by) {
@@ -169,7 +197,7 @@ export async function rotateApiKey(tx: Tx, id: string, graceSeconds: number) {
     name: old.name,
     environment: old.environment,
     type: old.key_type,
-    scopes: old.scopes,
+    scopes: scopes ?? old.scopes,
     expires_at: old.expires_at?.toISOString() ?? null,
   });
   const [updated] = await tx<KeyRow[]>`

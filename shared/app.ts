@@ -17,7 +17,15 @@ import { claimIdempotencyKey } from "./middleware/idempotency.ts";
 import { DEFAULT_BODY_LIMIT, jsonBody } from "./middleware/json-body.ts";
 import { rateLimit, type RateLimitState } from "./middleware/rate-limit.ts";
 import { requestId } from "./middleware/request-id.ts";
-import { hasScope, type Principal, type Scope } from "./principal.ts";
+import {
+  acceptedScopes,
+  hasScope,
+  type Principal,
+  type RequiredScope,
+  SCOPE_GROUPS,
+  type ScopeLevel,
+  scopeName,
+} from "./principal.ts";
 import { validate } from "./validation.ts";
 
 declare module "hono" {
@@ -44,13 +52,23 @@ export interface Action<S extends z.ZodType = z.ZodType, Result = unknown> {
   summary?: string;
   /** Path suffixes that name this action (`/v1/workflows/instances` → list_instances). */
   paths?: string[];
-  /** Scope a caller needs; "any" for every authenticated caller. */
-  scope: Scope | "any";
+  /**
+   * The scope level a caller needs in the action's group (the group is the one
+   * createGroupApp builds): `read` in contacts is met by `contacts:read` or the broad
+   * `read`, or a higher level of either. "any": every authenticated caller.
+   */
+  scope: ScopeLevel | "any";
+  /**
+   * Whether the action changes state. Only such actions honour Idempotency-Key (a read
+   * replayed from a stored answer would be stale). Said by each action, never guessed from
+   * its scope: admin reads exist (webhooks.list).
+   */
+  mutates: boolean;
   /** Only signed-in users (not API keys) may call it: key management. */
   usersOnly?: boolean;
   /**
-   * Whether writes honour Idempotency-Key (default true). False where the response holds
-   * a secret shown once (new API keys): it must not be stored for replay.
+   * Whether a mutating action honours Idempotency-Key (default true). False where the
+   * response holds a secret shown once (new API keys): it must not be stored for replay.
    */
   replayable?: boolean;
   input: S;
@@ -169,22 +187,48 @@ function resolveAction(
   return action;
 }
 
-function checkAccess(action: Action, principal: Principal) {
+/**
+ * The scope an action of `group` needs, or null when any caller may call it. Actions only
+ * users may call need a broad scope (their scopes follow their role), not a group's.
+ */
+export function requiredScope(group: string, action: Action): RequiredScope | null {
+  if (action.scope === "any") return null;
+  return { group: action.usersOnly ? null : group, level: action.scope };
+}
+
+/** Whether Idempotency-Key applies: state-changing actions whose answer may be stored. */
+export const honoursIdempotencyKey = (action: Action) =>
+  action.mutates && action.replayable !== false;
+
+function checkAccess(group: string, action: Action, principal: Principal) {
   if (action.usersOnly && principal.kind !== "user") {
     throw new ApiError(
       "AUTH_INSUFFICIENT_SCOPE",
       "This operation needs a signed-in user's token; API keys cannot call it.",
     );
   }
-  if (action.scope !== "any" && !hasScope(principal, action.scope)) {
+  const required = requiredScope(group, action);
+  if (required && !hasScope(principal, required)) {
     const who = principal.kind === "api_key" ? "The API key" : "Your role";
+    const [needed, ...alsoAllowed] = acceptedScopes(required);
     throw new ApiError(
       "AUTH_INSUFFICIENT_SCOPE",
-      `${who} does not have the '${action.scope}' scope.`,
+      `${who} does not have the '${needed}' scope` +
+        (alsoAllowed.length
+          ? `; any of ${alsoAllowed.map((s) => `'${s}'`).join(", ")} would also do.`
+          : "."),
       {
-        details: { required_scope: action.scope },
+        details: { required_scope: scopeName(required), accepted_scopes: [needed, ...alsoAllowed] },
       },
     );
+  }
+}
+
+/** A group whose actions API keys may call must be one keys can be limited to. */
+function assertScopeGroup(group: string, actions: Action[]) {
+  const keysCallIt = actions.some((a) => a.scope !== "any" && !a.usersOnly);
+  if (keysCallIt && !(SCOPE_GROUPS as readonly string[]).includes(group)) {
+    throw new Error(`Group '${group}' has scoped actions: add it to SCOPE_GROUPS (principal.ts).`);
   }
 }
 
@@ -207,6 +251,7 @@ export interface GroupOptions {
 
 /** The app of one endpoint group, serving `/<group>` and `/<group>/<suffix>`. */
 export function createGroupApp(group: string, actions: Action[], options: GroupOptions = {}) {
+  assertScopeGroup(group, actions);
   const app = newApp(`/${group}`);
   options.extraRoutes?.(app);
   const findAction = actionResolver(actions);
@@ -215,10 +260,9 @@ export function createGroupApp(group: string, actions: Action[], options: GroupO
     const principal = c.get("principal");
     const body = envelopeOf(c.get("body"));
     const action = findAction(body.action, c.req.param("suffix"));
-    checkAccess(action, principal);
+    checkAccess(group, action, principal);
     const rawData = body.data ?? {};
 
-    const writes = action.scope === "write" || action.scope === "admin";
     if (action.replayable === false && c.req.header("idempotency-key") !== undefined) {
       throw new ApiError(
         "VALIDATION_ERROR",
@@ -228,7 +272,8 @@ export function createGroupApp(group: string, actions: Action[], options: GroupO
         },
       );
     }
-    const idempotency = writes && action.replayable !== false
+    // Reads ignore the header: nothing to protect, and a stored answer would be stale.
+    const idempotency = honoursIdempotencyKey(action)
       ? await claimIdempotencyKey(c, principal, { group, action: action.name, data: rawData })
       : { kind: "none" as const };
     if (idempotency.kind === "replay") {

@@ -4,9 +4,10 @@
  * cannot drift apart.
  */
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Action } from "./app.ts";
+import { type Action, honoursIdempotencyKey, requiredScope } from "./app.ts";
 import { ERROR_CODES, type ErrorCode } from "./errors.ts";
 import { API_VERSION } from "./health.ts";
+import { acceptedScopes, type RequiredScope } from "./principal.ts";
 
 export interface DocumentedGroup {
   group: string;
@@ -42,7 +43,33 @@ function errorResponses(statuses: number[]) {
 }
 
 const COMMON_ERRORS = [400, 401, 403, 404, 413, 429, 500];
-const WRITE_ERRORS = [...COMMON_ERRORS, 409, 422];
+/** Idempotency-Key's 409 (in use) and 422 (reused), and the state conflicts of changes. */
+const MUTATING_ERRORS = [...COMMON_ERRORS, 409, 422];
+
+/** The sentence of an action's description that says which scopes allow it. */
+function scopeSentence(required: RequiredScope | null) {
+  if (!required) return "Any authenticated caller.";
+  const quoted = (scopes: string[]) => scopes.map((s) => `\`${s}\``).join(", ");
+  const [least, ...higher] = acceptedScopes(required);
+  if (required.group === null) {
+    return `Required scope: \`${least}\`${higher.length ? ` (or ${quoted(higher)})` : ""}.`;
+  }
+  // acceptedScopes lists the group's scope, then the broad one, for each level upwards.
+  const [broad, ...rest] = higher;
+  return `Required scope: \`${least}\` or the broad \`${broad}\`` +
+    (rest.length ? ` (a higher level also allows it: ${quoted(rest)}).` : ".");
+}
+
+/**
+ * OpenAPI 3.1 lets non-OAuth schemes list role names: one requirement per scope that
+ * allows the action, so any one of them is enough.
+ */
+function securityOf(action: Action, required: RequiredScope | null) {
+  const scopes = required ? acceptedScopes(required) : [];
+  const schemes = action.usersOnly ? ["Bearer"] : ["ApiKey", "Bearer"];
+  if (scopes.length === 0) return schemes.map((scheme) => ({ [scheme]: [] }));
+  return schemes.flatMap((scheme) => scopes.map((scope) => ({ [scheme]: [scope] })));
+}
 
 export function buildOpenApiDocument(groups: DocumentedGroup[], serverUrl: string) {
   const app = new OpenAPIHono();
@@ -61,7 +88,8 @@ export function buildOpenApiDocument(groups: DocumentedGroup[], serverUrl: strin
   for (const { group, actions } of groups) {
     for (const action of actions) {
       const suffix = (action.paths ?? [action.name])[0];
-      const writes = action.scope === "write" || action.scope === "admin";
+      const required = requiredScope(group, action);
+      const idempotent = honoursIdempotencyKey(action);
       registry.registerPath({
         method: "post",
         path: `/${group}/${suffix}`,
@@ -70,14 +98,25 @@ export function buildOpenApiDocument(groups: DocumentedGroup[], serverUrl: strin
         summary: action.summary,
         description: [
           `Body \`{"action": "${action.name}", "data": {...}}\`; the path suffix is optional.`,
-          action.scope === "any"
-            ? "Any authenticated caller."
-            : `Required scope: \`${action.scope}\`.`,
+          scopeSentence(required),
           action.usersOnly ? "Only a signed-in user's token; API keys are refused." : "",
-          writes && action.replayable !== false ? "Accepts `Idempotency-Key`." : "",
+          idempotent ? "Accepts `Idempotency-Key`." : "",
         ].filter(Boolean).join(" "),
-        security: action.usersOnly ? [{ Bearer: [] }] : [{ ApiKey: [] }, { Bearer: [] }],
+        // The least scopes that allow it, a group's and the broad one (higher levels also do).
+        ...(required ? { "x-required-scopes": acceptedScopes(required).slice(0, 2) } : {}),
+        "x-mutates": action.mutates,
+        security: securityOf(action, required),
         request: {
+          ...(idempotent
+            ? {
+              headers: z.object({
+                "idempotency-key": z.string().min(1).max(255).optional().openapi({
+                  description:
+                    "Replays the first answer to the same request within 24 h (1-255 visible ASCII)",
+                }),
+              }),
+            }
+            : {}),
           body: {
             required: true,
             content: {
@@ -96,7 +135,7 @@ export function buildOpenApiDocument(groups: DocumentedGroup[], serverUrl: strin
               },
             },
           },
-          ...errorResponses(writes ? WRITE_ERRORS : COMMON_ERRORS),
+          ...errorResponses(action.mutates ? MUTATING_ERRORS : COMMON_ERRORS),
         },
       });
     }

@@ -215,7 +215,7 @@ test("publishable keys are live and read-only; expiry must be in the future", as
   assert.deepEqual(pk.body.data.scopes, ["read"]);
   const bad = [
     [{ name: "x", type: "publishable", environment: "test" }, "type"],
-    [{ name: "x", type: "publishable", scopes: ["write"] }, "scopes"],
+    [{ name: "x", type: "publishable", scopes: ["write"] }, "scopes.0"],
     [{ name: "x", expires_at: "2020-01-01T00:00:00Z" }, "expires_at"],
   ] as const;
   for (const [data, field] of bad) {

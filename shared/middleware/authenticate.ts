@@ -4,7 +4,7 @@ import { hashApiKey, looksLikeApiKey, parseApiKey } from "../api-key-format.ts";
 import { config } from "../config.ts";
 import { serviceSql } from "../db.ts";
 import { ApiError } from "../errors.ts";
-import { type Principal, type Scope, scopesForRole } from "../principal.ts";
+import { levelOf, type Principal, type Scope, scopesForRole } from "../principal.ts";
 import type { RateLimitState } from "./rate-limit.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -49,7 +49,11 @@ async function authenticateApiKey(key: string): Promise<[Principal, RateLimitSta
   if (row.status === "expired") {
     throw new ApiError("AUTH_EXPIRED_TOKEN", "The API key has expired.");
   }
-  const scopes: Scope[] = row.key_type === "publishable" ? ["read"] : row.scopes;
+  // As granted (`contacts:read`…). A publishable key holds read scopes only (a check
+  // constraint says so); the filter keeps that true should a row ever slip past it.
+  const scopes = row.key_type === "publishable"
+    ? row.scopes.filter((scope) => levelOf(scope) === "read")
+    : row.scopes;
   const principal: Principal = {
     kind: "api_key",
     orgId: row.org_id,

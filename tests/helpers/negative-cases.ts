@@ -3,11 +3,14 @@
  *
  *   negativeCases({ group: "contacts", action: "create", scope: "write", valid, invalid });
  *
+ * `scope` is the level the action needs in its group: `write` in contacts is met by
+ * `contacts:write` or the broad `write` (or `admin`, `contacts:admin`).
+ *
  * Each case asserts the status, the envelope's error code and the X-Request-Id header.
  */
 import assert from "node:assert/strict";
 import { generateApiKey, hashApiKey } from "../../shared/api-key-format.ts";
-import type { Scope } from "../../shared/principal.ts";
+import { type Scope, SCOPE_GROUPS, SCOPE_LEVELS, type ScopeLevel } from "../../shared/principal.ts";
 import { MAX_JSON_DEPTH } from "../../shared/storable-json.ts";
 import {
   api,
@@ -25,8 +28,8 @@ export interface EndpointUnderTest {
   action: string;
   /** The path suffix that names the action (defaults to the action). */
   suffix?: string;
-  /** The scope it needs; "any" when every caller may (`auth/me`). */
-  scope: Scope | "any";
+  /** The scope level it needs in its group; "any" when every caller may (`auth/me`). */
+  scope: ScopeLevel | "any";
   /** A suffix naming another action of the group; null when the group has no other. */
   otherSuffix?: string | null;
   /** Only user JWTs may call it (API keys get 403). */
@@ -173,20 +176,52 @@ export function negativeCases(endpoint: EndpointUnderTest) {
       expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
     });
   } else if (scope !== "any") {
-    test(name(`a key without the '${scope}' scope is 403 AUTH_INSUFFICIENT_SCOPE`), async () => {
-      const others = (["read", "write"] as Scope[]).filter((s) => s !== scope);
-      const key = await (await orgOnce()).key({
-        scopes: scope === "admin" ? ["read", "write"] : others,
-      });
-      expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
-    });
-  }
+    const granular = `${group}:${scope}` as Scope;
+    const otherGroups = (level: ScopeLevel) =>
+      SCOPE_GROUPS.filter((g) => g !== group).map((g) => `${g}:${level}` as Scope);
+    /** A key with these scopes is refused, and the error names the scope it lacks. */
+    const refused = async (scopes: Scope[], type: "secret" | "publishable" = "secret") => {
+      const key = await (await orgOnce()).key({ type, scopes });
+      const response = await api(path, await validBody(), { key });
+      expectError(response, 403, "AUTH_INSUFFICIENT_SCOPE");
+      assert.equal(response.body.error.details.required_scope, granular, scopes.join(" "));
+      assert.ok(response.body.error.details.accepted_scopes.includes(scope));
+    };
 
-  if ((scope === "write" || scope === "admin") && !endpoint.usersOnly) {
-    test(name("a publishable key cannot write: 403 AUTH_INSUFFICIENT_SCOPE"), async () => {
-      const key = await (await orgOnce()).key({ type: "publishable", scopes: ["read"] });
-      expectError(await api(path, await validBody(), { key }), 403, "AUTH_INSUFFICIENT_SCOPE");
+    test(
+      name(`a key with other groups' admin scopes only is 403 naming '${granular}'`),
+      () => refused(otherGroups("admin")),
+    );
+
+    const below = SCOPE_LEVELS.slice(0, SCOPE_LEVELS.indexOf(scope));
+    if (below.length > 0) {
+      test(
+        name(`a key with lower levels ('${below.at(-1)}', broad and of the group) is 403`),
+        () => refused(below.flatMap((level) => [level, `${group}:${level}` as Scope])),
+      );
+    }
+
+    test(name(`a key with only '${granular}' is allowed`), async () => {
+      const current = await orgOnce();
+      const { valid } = endpoint;
+      // A body of its own: the shared one may be used up (a deleted contact).
+      const data = typeof valid === "function" ? await valid(current) : valid;
+      const key = await current.key({ scopes: [granular] });
+      const response = await api(path, { action, data }, { key });
+      assert.equal(response.status, 200, JSON.stringify(response.body));
     });
+
+    if (scope === "write" || scope === "admin") {
+      test(
+        name("a publishable key cannot write: 403 AUTH_INSUFFICIENT_SCOPE"),
+        () => refused(["read", `${group}:read` as Scope], "publishable"),
+      );
+    } else {
+      test(
+        name("a publishable key limited to other groups' reads is 403"),
+        () => refused(otherGroups("read"), "publishable"),
+      );
+    }
   }
 
   test(name("malformed JSON is 400 VALIDATION_ERROR"), async () => {

@@ -20,6 +20,7 @@ export const actions = [
     name: "create",
     summary: "Create an API key (the key is shown once)",
     scope: "admin",
+    mutates: true,
     usersOnly: true,
     replayable: false,
     input: createKeyInput,
@@ -32,6 +33,7 @@ export const actions = [
     name: "list",
     summary: "List API keys (never the keys)",
     scope: "admin",
+    mutates: false,
     usersOnly: true,
     input: listKeysInput,
     handler: async ({ tx, data }) => {
@@ -41,20 +43,22 @@ export const actions = [
   }),
   defineAction({
     name: "rotate",
-    summary: "Rotate an API key, with an optional grace period",
+    summary: "Rotate an API key, with an optional grace period and new scopes",
     scope: "admin",
+    mutates: true,
     usersOnly: true,
     replayable: false,
     input: rotateKeyInput,
     handler: async ({ tx, data }) => {
       await requireOrgAdmin(tx);
-      return await rotateApiKey(tx, data.id, data.grace_period_seconds);
+      return await rotateApiKey(tx, data);
     },
   }),
   defineAction({
     name: "revoke",
     summary: "Revoke an API key at once",
     scope: "admin",
+    mutates: true,
     usersOnly: true,
     input: revokeKeyInput,
     handler: async ({ tx, data }) => {

@@ -62,6 +62,7 @@ export const actions = [
     name: "me",
     summary: "Who is calling: user or key, organization, scopes, environment",
     scope: "any",
+    mutates: false,
     input: z.strictObject({}),
     handler: async ({ tx, principal }) => {
       const [org] = await tx<{ id: string; name: string; plan: string; created_at: Date }[]>`
