@@ -1,5 +1,5 @@
 /**
- * The outbound HTTP guard (shared/outbound.ts). No database needed: receivers are local
+ * The outbound HTTP guard (shared/platform/outbound/). No database needed: receivers are local
  * Deno.serve servers, and made-up names go through an injected resolver.
  */
 import assert from "node:assert/strict";
@@ -7,10 +7,10 @@ import {
   checkOutboundUrl,
   forbiddenAddressReason,
   OutboundBlockedError,
-  outboundFetch,
   OutboundNetworkError,
   type OutboundOptions,
-} from "../shared/outbound.ts";
+} from "../shared/platform/outbound/address-guard.ts";
+import { guardedFetch, outboundFetch } from "../shared/platform/outbound/fetch.ts";
 
 // A self-signed certificate for `receiver.test` (valid until 2126) and its key, made for these
 // tests only: `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 36500
@@ -655,4 +655,98 @@ Deno.test("the timeout also covers a resolver that never answers", async () => {
   } finally {
     clearTimeout(timer);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// guardedFetch: the same guard as a fetch, for provider clients and SDKs
+
+Deno.test("guardedFetch refuses private targets before connecting, like outboundFetch", async () => {
+  const fetch = guardedFetch({ resolve: fakeResolver({ "inside.test": ["10.0.0.7"] }).resolve });
+  await assertBlocked(fetch("http://inside.test/x"), "forbidden_address", "private");
+  await assertBlocked(fetch("http://169.254.169.254/latest/meta-data"), "forbidden_address");
+  await assertBlocked(guardedFetch()("http://127.0.0.1:9/"), "forbidden_address", "loopback");
+});
+
+Deno.test("guardedFetch is a fetch: method, headers and body go out, status and headers come back", async () => {
+  const { resolve } = fakeResolver({ "provider.test": ["127.0.0.1"] });
+  await withReceiver(
+    (req) =>
+      Response.json({ got: req.headers.get("x-api-key") }, {
+        status: 201,
+        headers: { "x-provider": "yes" },
+      }),
+    async ({ port, requests }) => {
+      const fetch = guardedFetch({ ...LOOPBACK, resolve });
+      const response = await fetch(`http://provider.test:${port}/v1/things?a=1`, {
+        method: "POST",
+        headers: { "x-api-key": "k", "content-type": "application/json" },
+        body: JSON.stringify({ hello: "world" }),
+      });
+      assert.equal(response.status, 201);
+      assert.equal(response.headers.get("x-provider"), "yes");
+      assert.deepEqual(await response.json(), { got: "k" });
+      assert.equal(requests[0].method, "POST");
+      assert.equal(requests[0].host, `provider.test:${port}`, "the name, not the pinned IP");
+      assert.equal(new URL(requests[0].url).search, "?a=1");
+      assert.equal(requests[0].body, '{"hello":"world"}');
+    },
+  );
+});
+
+Deno.test("guardedFetch streams: the first event is readable before the server has sent the rest", async () => {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  await withReceiver(
+    () => {
+      const encoder = new TextEncoder();
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(encoder.encode("data: first\n\n"));
+          await released;
+          controller.enqueue(encoder.encode("data: second\n\n"));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    },
+    async ({ port }) => {
+      // A head timeout far shorter than the wait below: it bounds the head only.
+      const fetch = guardedFetch({ ...LOOPBACK, timeoutMs: 300 });
+      const response = await fetch(`http://127.0.0.1:${port}/events`);
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      assert.equal((await reader.read()).value, "data: first\n\n");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      release();
+      let rest = "";
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        rest += chunk.value;
+      }
+      assert.equal(rest, "data: second\n\n");
+    },
+  );
+});
+
+Deno.test("guardedFetch: no head within timeoutMs is a timeout; the caller's signal aborts; redirects come back", async () => {
+  await withReceiver(
+    async (req) => {
+      if (new URL(req.url).pathname === "/moved") {
+        return new Response(null, { status: 302, headers: { location: "http://10.0.0.1/" } });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      return new Response("late");
+    },
+    async ({ port }) => {
+      const fetch = guardedFetch({ ...LOOPBACK, timeoutMs: 200 });
+      await assertNetworkError(fetch(`http://127.0.0.1:${port}/slow`), "timeout");
+      const aborted = new AbortController();
+      const pending = guardedFetch(LOOPBACK)(`http://127.0.0.1:${port}/slow`, {
+        signal: aborted.signal,
+      });
+      aborted.abort(new Error("caller gave up"));
+      await assert.rejects(pending, /caller gave up/);
+      const moved = await guardedFetch(LOOPBACK)(`http://127.0.0.1:${port}/moved`);
+      assert.equal(moved.status, 302);
+      assert.equal(moved.headers.get("location"), "http://10.0.0.1/");
+    },
+  );
 });

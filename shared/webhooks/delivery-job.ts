@@ -14,7 +14,8 @@
  * attempt is made again (receivers deduplicate on `webhook-id`).
  */
 import { serviceSql } from "../db.ts";
-import { OutboundBlockedError, outboundFetch, OutboundNetworkError } from "../outbound.ts";
+import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
+import { outboundFetch } from "../platform/outbound/fetch.ts";
 import { isoTimestamp } from "../time.ts";
 import { type Lease, MAX_CLAIMS } from "../worker.ts";
 import { signatureHeaders } from "./signing.ts";

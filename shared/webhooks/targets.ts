@@ -1,5 +1,5 @@
 /**
- * Where a webhook may point: the outbound guard's rules (shared/outbound.ts: http/https
+ * Where a webhook may point: the outbound guard's rules (shared/platform/outbound/: http/https
  * only, every address the host resolves to must be public; loopback only where
  * BIVELIO_ALLOW_LOOPBACK_TARGETS allows it), plus https for live-environment webhooks.
  * Checked when a URL is saved, as a VALIDATION_ERROR naming `url`; every delivery checks
@@ -11,7 +11,7 @@ import {
   OutboundBlockedError,
   OutboundNetworkError,
   type OutboundOptions,
-} from "../outbound.ts";
+} from "../platform/outbound/address-guard.ts";
 
 export type Environment = "live" | "test";
 

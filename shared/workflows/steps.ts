@@ -20,7 +20,8 @@ import {
 } from "../contacts.ts";
 import type { Tx } from "../db.ts";
 import { ApiError } from "../errors.ts";
-import { OutboundBlockedError, outboundFetch, OutboundNetworkError } from "../outbound.ts";
+import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
+import { outboundFetch } from "../platform/outbound/fetch.ts";
 import { findUnstorable, storableText } from "../storable-json.ts";
 
 export class StepFailure extends Error {

@@ -1,6 +1,8 @@
 /**
- * Outbound HTTP guard (SSRF protection) for requests the API makes on a user's behalf: the
- * workflow step `http_request` and webhook deliveries.
+ * The address guard (SSRF protection) for every request the API makes to a URL it did not
+ * choose itself: a user's (webhooks, the workflow step `http_request`) or a provider's whose
+ * base URL is configurable. This module decides whether a URL may be reached; the pinned
+ * client (pinned-request.ts) then connects only to the addresses it validated.
  *
  * - Only `http:`/`https:` URLs without credentials (`user:pass@`).
  * - The host is resolved (IP literals are used as they are) and EVERY address must be public:
@@ -12,20 +14,13 @@
  * - `BIVELIO_ALLOW_LOOPBACK_TARGETS=1` (or `true`) allows loopback targets (127/8, ::1, and
  *   names resolving only to those) for the local stack and tests, over plain http even when
  *   https is required. Nothing else is allowed by it.
- * - {@link outboundFetch} validates again at every request and connects to the validated
- *   address (no second resolution, so DNS rebinding can't redirect it), follows no redirects,
- *   has a timeout and reads at most `maxResponseBytes` of the response body.
+ * - `outboundFetch` and `guardedFetch` (fetch.ts) validate again at every request and connect
+ *   to a validated address (no second resolution, so DNS rebinding can't redirect it).
  *
  * Error messages name the URL's host and the refused address, never request headers or bodies
  * (they may carry secrets).
  */
 import { promises as dnsPromises } from "node:dns";
-import http from "node:http";
-import https from "node:https";
-import type { Socket } from "node:net";
-
-export const DEFAULT_TIMEOUT_MS = 10_000;
-export const DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024;
 
 /** Why a target was refused; `message` is safe to show API users. */
 export type OutboundBlockReason =
@@ -88,28 +83,6 @@ export interface OutboundCheck {
   loopback: boolean;
 }
 
-export interface OutboundRequest {
-  method: string;
-  url: string;
-  /** `Host`, `Content-Length` and `Transfer-Encoding` are ignored; they are set from the URL
-   * and body. */
-  headers?: Record<string, string>;
-  body?: string | Uint8Array;
-}
-
-export interface OutboundResponse {
-  status: number;
-  /** Lower-case names; repeated headers joined with ", ". */
-  headers: Record<string, string>;
-  /** UTF-8 decoded, at most maxResponseBytes bytes of it. */
-  body: string;
-  /** The body was longer than maxResponseBytes and was cut off. */
-  truncated: boolean;
-  durationMs: number;
-  /** The address connected to. */
-  address: string;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Address classification
 
@@ -148,7 +121,7 @@ const IPV4_FORBIDDEN: Ipv4Range[] = [
 ];
 
 /** Strict dotted decimal (what URL parsing and resolvers produce); anything else is not IPv4. */
-function parseIpv4(s: string): number | null {
+export function parseIpv4(s: string): number | null {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   if (!m) return null;
   const parts = m.slice(1).map(Number);
@@ -261,7 +234,7 @@ export function forbiddenAddressReason(ip: string): string | null {
 }
 
 /** A canonical text for an address, to compare addresses spelled differently. */
-function addressKey(ip: string): string {
+export function addressKey(ip: string): string {
   const v4 = parseIpv4(ip);
   if (v4 !== null) return formatIpv4(v4);
   const v6 = parseIpv6(ip);
@@ -291,15 +264,16 @@ async function defaultResolve(host: string): Promise<string[]> {
 }
 
 /** The URL's host without IPv6 brackets. */
-const bareHost = (url: URL) => url.hostname.replace(/^\[(.*)\]$/, "$1");
+export const bareHost = (url: URL) => url.hostname.replace(/^\[(.*)\]$/, "$1");
 
-const isIpLiteral = (url: URL) => url.hostname.startsWith("[") || parseIpv4(url.hostname) !== null;
+export const isIpLiteral = (url: URL) =>
+  url.hostname.startsWith("[") || parseIpv4(url.hostname) !== null;
 
 /**
  * Validates `rawUrl` as an outbound target, resolving its host. Throws
  * {@link OutboundBlockedError} when it is refused, or {@link OutboundNetworkError} (`dns`) when
  * the host does not resolve. Use it when a target is saved (webhook creation, workflow
- * validation); {@link outboundFetch} checks again at every request.
+ * validation); the clients in fetch.ts check again at every request.
  */
 export async function checkOutboundUrl(
   rawUrl: string,
@@ -359,220 +333,4 @@ export async function checkOutboundUrl(
     throw new OutboundBlockedError("https_required", "The URL must use https.");
   }
   return { url, addresses, loopback };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Making the request
-
-const DROPPED_HEADERS = new Set(["host", "content-length", "transfer-encoding"]);
-
-function networkKind(code: string | undefined): OutboundNetworkErrorKind {
-  if (!code) return "connection";
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "dns";
-  if (code.startsWith("HPE_")) return "protocol";
-  if (
-    code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL") || code.includes("CERT") ||
-    code.startsWith("UNABLE_TO_") || code === "DEPTH_ZERO_SELF_SIGNED_CERT"
-  ) return "tls";
-  if (
-    code === "ERR_INVALID_CHAR" || code.startsWith("ERR_INVALID_HTTP") ||
-    code.startsWith("ERR_HTTP_INVALID")
-  ) {
-    return "invalid_request";
-  }
-  return "connection";
-}
-
-function toOutboundError(error: unknown, host: string): Error {
-  if (error instanceof OutboundNetworkError || error instanceof OutboundBlockedError) return error;
-  const code = (error as { code?: string })?.code;
-  const kind = networkKind(code);
-  if (kind === "invalid_request") {
-    // Node's message may quote the header; say only what is wrong.
-    return new OutboundNetworkError(kind, "The request method or a header is not valid HTTP.");
-  }
-  const detail = String((error as Error)?.message ?? error).slice(0, 200);
-  const what = kind === "tls"
-    ? "TLS with"
-    : kind === "protocol"
-    ? "The response from"
-    : "Connection to";
-  return new OutboundNetworkError(kind, `${what} '${host}' failed: ${detail}`);
-}
-
-/**
- * Makes one HTTP request to a checked target: validates the URL (resolving the host) and
- * connects to a validated address. Redirects are returned, not followed. Throws
- * {@link OutboundBlockedError} or {@link OutboundNetworkError}.
- */
-export async function outboundFetch(
-  request: OutboundRequest,
-  options: OutboundOptions = {},
-): Promise<OutboundResponse> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
-  const started = performance.now();
-  const timeoutError = (host: string) =>
-    new OutboundNetworkError(
-      "timeout",
-      `No complete response from '${host}' within ${timeoutMs} ms.`,
-    );
-
-  // The timeout covers resolving the host too.
-  let resolveTimer: ReturnType<typeof setTimeout> | undefined;
-  const { url, addresses } = await Promise.race([
-    checkOutboundUrl(request.url, options),
-    new Promise<never>((_, reject) => {
-      resolveTimer = setTimeout(() => {
-        let host = request.url;
-        try {
-          host = bareHost(new URL(request.url));
-        } catch { /* checkOutboundUrl reports invalid URLs */ }
-        reject(timeoutError(host));
-      }, timeoutMs);
-    }),
-  ]).finally(() => clearTimeout(resolveTimer));
-  const host = bareHost(url);
-
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(request.headers ?? {})) {
-    if (!DROPPED_HEADERS.has(name.toLowerCase())) headers[name] = value;
-  }
-  const body = typeof request.body === "string"
-    ? new TextEncoder().encode(request.body)
-    : request.body;
-  if (body) headers["content-length"] = String(body.byteLength);
-
-  // Pinning. fetch() can't be told which address to connect to while keeping the name for
-  // the Host header, SNI and certificate check, so the request goes through node:http(s) with
-  // a `lookup` that answers with the addresses validated above instead of resolving again (a
-  // rebinding DNS answer is never used). The URL's host name stays the request's host, so the
-  // Host header, the TLS SNI (`servername`) and certificate verification are all for the
-  // name, not the IP. As a second guard, the socket's peer address is checked on connect,
-  // before anything is sent. Verified on Deno 2 (tests/outbound_test.ts).
-  const validated = new Set(addresses.map(addressKey));
-  type LookupCallback = (
-    err: Error | null,
-    address: string | { address: string; family: number }[],
-    family?: number,
-  ) => void;
-  const lookup = (_host: string, opts: { all?: boolean; family?: number }, cb: LookupCallback) => {
-    const family = (a: string) => (parseIpv4(a) !== null ? 4 : 6);
-    const wanted = opts?.family === 4 || opts?.family === 6 ? opts.family : 0;
-    const list = addresses.filter((a) => !wanted || family(a) === wanted)
-      .map((a) => ({ address: a, family: family(a) }));
-    if (list.length === 0) {
-      cb(
-        Object.assign(new Error(`no IPv${wanted} address for ${host}`), { code: "ENOTFOUND" }),
-        "",
-      );
-    } else if (opts?.all) cb(null, list);
-    else cb(null, list[0].address, list[0].family);
-  };
-
-  const isHttps = url.protocol === "https:";
-  const requestOptions: https.RequestOptions = {
-    method: request.method,
-    host,
-    port: url.port ? Number(url.port) : isHttps ? 443 : 80,
-    path: `${url.pathname}${url.search}`,
-    headers,
-    agent: false, // a fresh connection each time: no pooled socket to an older address
-    lookup: lookup as unknown as https.RequestOptions["lookup"],
-    ...(isHttps
-      ? {
-        servername: isIpLiteral(url) ? undefined : host,
-        rejectUnauthorized: true,
-        ...(options.ca ? { ca: options.ca } : {}),
-      }
-      : {}),
-  };
-
-  return await new Promise<OutboundResponse>((resolve, reject) => {
-    let settled = false;
-    let req: http.ClientRequest | undefined;
-    const finish = (error: unknown, response?: OutboundResponse) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (error) {
-        req?.destroy();
-        reject(toOutboundError(error, host));
-      } else resolve(response!);
-    };
-    const remaining = Math.max(0, timeoutMs - (performance.now() - started));
-    const timer = setTimeout(() => finish(timeoutError(host)), remaining);
-
-    try {
-      req = (isHttps ? https : http).request(requestOptions, (res) => {
-        const address = res.socket?.remoteAddress ?? addresses[0];
-        const chunks: Uint8Array[] = [];
-        let size = 0;
-        let truncated = false;
-        const done = () => {
-          const all = new Uint8Array(size);
-          let offset = 0;
-          for (const chunk of chunks) {
-            all.set(chunk, offset);
-            offset += chunk.byteLength;
-          }
-          const responseHeaders: Record<string, string> = {};
-          for (const [name, value] of Object.entries(res.headers)) {
-            if (value !== undefined) {
-              responseHeaders[name] = Array.isArray(value) ? value.join(", ") : value;
-            }
-          }
-          finish(null, {
-            status: res.statusCode ?? 0,
-            headers: responseHeaders,
-            body: new TextDecoder().decode(all),
-            truncated,
-            durationMs: Math.round(performance.now() - started),
-            address,
-          });
-          res.destroy();
-        };
-        res.on("data", (chunk: Uint8Array) => {
-          if (settled) return;
-          const room = maxBytes - size;
-          if (chunk.byteLength > room) {
-            chunks.push(chunk.subarray(0, room));
-            size += room;
-            truncated = true;
-            done(); // stop reading: the rest is never buffered
-          } else {
-            chunks.push(chunk);
-            size += chunk.byteLength;
-          }
-        });
-        res.on("end", () => done());
-        res.on("error", (e) => finish(e));
-        res.on(
-          "aborted",
-          () => finish(new Error("the connection closed before the response ended")),
-        );
-      });
-    } catch (error) {
-      finish(error); // invalid method or header, thrown synchronously
-      return;
-    }
-    req.on("error", (e) => finish(e));
-    req.on("socket", (socket: Socket) => {
-      const verify = () => {
-        const peer = socket.remoteAddress;
-        if (!peer || !validated.has(addressKey(peer))) {
-          finish(
-            new OutboundBlockedError(
-              "forbidden_address",
-              `The connection to '${host}' went to an address that was not validated.`,
-              peer,
-            ),
-          );
-        }
-      };
-      if (socket.connecting) socket.once("connect", verify);
-      else verify();
-    });
-    req.end(body);
-  });
 }
