@@ -48,8 +48,9 @@ let passed = 0;
 let failed = 0;
 let ok = false;
 try {
-  // Files named on the command line replace tests/ (`deno task test tests/x_test.ts`).
-  const paths = Deno.args.some((arg) => !arg.startsWith("-")) ? [] : ["tests/"];
+  // Integration tests in tests/, unit tests beside the modules in shared/. Files named on the
+  // command line replace both (`deno task test tests/x_test.ts`).
+  const paths = Deno.args.some((arg) => !arg.startsWith("-")) ? [] : ["tests/", "shared/"];
   const deno = await runEchoing(Deno.execPath(), ["test", "-A", ...paths, ...Deno.args], {
     BIVELIO_TEST_STACK: `${stateDir}/local.json`,
   });

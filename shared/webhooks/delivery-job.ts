@@ -15,7 +15,8 @@
  */
 import { serviceSql } from "../db.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
-import { outboundFetch } from "../platform/outbound/fetch.ts";
+import { userEndpoints } from "../platform/outbound/user-endpoints.ts";
+import { clientFor } from "../platform/providers.ts";
 import { isoTimestamp } from "../time.ts";
 import { type Lease, MAX_CLAIMS } from "../worker.ts";
 import { signatureHeaders } from "./signing.ts";
@@ -108,7 +109,7 @@ async function send(delivery: DeliveryToSend, attemptedAt: Date): Promise<Attemp
   };
   const started = performance.now();
   try {
-    const response = await outboundFetch(
+    const response = await clientFor(userEndpoints, delivery.environment).send(
       { method: "POST", url: delivery.url, headers, body },
       {
         timeoutMs: DELIVERY_TIMEOUT_MS,
