@@ -21,6 +21,13 @@ as $$
   from unnest(p_scopes) s
 $$;
 
+-- Check constraints run with the inserting role's rights: the API's (authenticated) and the
+-- service connection's; not PUBLIC, the default a CREATE FUNCTION grants.
+revoke execute on function private.api_key_scopes_valid(text[]),
+  private.api_key_scopes_read_only(text[]) from public;
+grant execute on function private.api_key_scopes_valid(text[]),
+  private.api_key_scopes_read_only(text[]) to authenticated, service_role;
+
 alter table public.api_keys
   drop constraint api_keys_scopes_check,
   add constraint api_keys_scopes_check
