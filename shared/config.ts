@@ -24,4 +24,13 @@ export const config = {
   get dbPoolSize() {
     return Number(Deno.env.get("BIVELIO_DB_POOL_SIZE") ?? 10);
   },
+  /**
+   * The `iss` every user JWT must carry: what Supabase Auth (GoTrue) writes there, the
+   * project's Auth URL. BIVELIO_JWT_ISSUER overrides it where functions reach the project
+   * by another URL than its public one (the Supabase CLI's `http://kong:8000`).
+   */
+  get jwtIssuer() {
+    return Deno.env.get("BIVELIO_JWT_ISSUER") ??
+      `${required("SUPABASE_URL").replace(/\/+$/, "")}/auth/v1`;
+  },
 };

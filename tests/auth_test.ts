@@ -164,3 +164,25 @@ test("a demoted admin loses admin scope at once", async () => {
   const me = await api("auth/me", {}, { token });
   assert.deepEqual(me.body.data.scopes, ["read", "write"]);
 });
+
+test("user JWTs must expire, be for 'authenticated' and come from the project's Auth", async () => {
+  const org = await createTestOrg();
+  const claims = { sub: org.user.id, role: "authenticated", org_id: org.orgId, org_role: "owner" };
+  // What the stack's Auth issues, and what signJwt signs by default, works.
+  assert.equal((await api("auth/me", {}, { token: await org.signIn() })).status, 200);
+  assert.equal((await api("auth/me", {}, { token: await signJwt(claims) })).status, 200);
+  const refused = {
+    "no exp": await signJwt(claims, null),
+    "aud anon": await signJwt({ ...claims, aud: "anon" }),
+    "aud other": await signJwt({ ...claims, aud: "other-project" }),
+    "no aud": await signJwt({ ...claims, aud: undefined }),
+    "foreign iss": await signJwt({ ...claims, iss: "https://other.supabase.co/auth/v1" }),
+    "iss of the bare URL": await signJwt({ ...claims, iss: stack.api_url }),
+    "no iss": await signJwt({ ...claims, iss: undefined }),
+  };
+  for (const [why, token] of Object.entries(refused)) {
+    const response = await api("auth/me", {}, { token });
+    assert.equal(response.status, 401, `${why}: ${JSON.stringify(response.body)}`);
+    assert.equal(response.body.error.code, "AUTH_INVALID_TOKEN", why);
+  }
+});

@@ -79,15 +79,26 @@ function rateLimitStateOf(row: Omit<RateLimitState, "reset_at"> & { reset_at: st
 
 let jwks: ReturnType<typeof jose.createRemoteJWKSet> | undefined;
 
-/** Supabase signs with the project's HS256 secret, or with asymmetric keys published as JWKS. */
+/**
+ * Supabase signs with the project's HS256 secret, or with asymmetric keys published as JWKS.
+ * Either way the token must be a user access token Auth issued for this project: it expires
+ * (`exp`), is meant for signed-in users (`aud` "authenticated") and names the project's Auth
+ * as its issuer. A token the secret signed for anything else (no expiry, another audience
+ * or issuer) is refused.
+ */
 async function verifyJwt(token: string) {
+  const claims: jose.JWTVerifyOptions = {
+    audience: "authenticated",
+    issuer: config.jwtIssuer,
+    requiredClaims: ["exp"],
+  };
   const { alg } = jose.decodeProtectedHeader(token);
   if (alg === "HS256") {
     const secret = new TextEncoder().encode(config.jwtSecret);
-    return await jose.jwtVerify(token, secret, { algorithms: ["HS256"] });
+    return await jose.jwtVerify(token, secret, { ...claims, algorithms: ["HS256"] });
   }
   jwks ??= jose.createRemoteJWKSet(new URL(`${config.supabaseUrl}/auth/v1/.well-known/jwks.json`));
-  return await jose.jwtVerify(token, jwks);
+  return await jose.jwtVerify(token, jwks, claims);
 }
 
 async function authenticateUser(token: string): Promise<[Principal, RateLimitState]> {

@@ -121,13 +121,24 @@ export async function createTestOrg(
   };
 }
 
-/** A JWT signed with the stack's secret: for tokens the emulator would not issue (expired). */
-export async function signJwt(claims: jose.JWTPayload, expiresIn: string | number = "1h") {
-  return await new jose.SignJWT(claims)
+/**
+ * A JWT signed with the stack's secret: for tokens the emulator would not issue (expired).
+ * `iss` and `aud` are those of the stack's Auth unless `claims` sets them (`undefined`
+ * leaves one out); `expiresIn` null leaves out `exp`.
+ */
+export async function signJwt(
+  claims: jose.JWTPayload,
+  expiresIn: string | number | null = "1h",
+) {
+  const token = new jose.SignJWT({
+    iss: `${stack.api_url}/auth/v1`,
+    aud: "authenticated",
+    ...claims,
+  })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setIssuedAt()
-    .setExpirationTime(expiresIn)
-    .sign(new TextEncoder().encode(stack.jwt_secret));
+    .setIssuedAt();
+  if (expiresIn !== null) token.setExpirationTime(expiresIn);
+  return await token.sign(new TextEncoder().encode(stack.jwt_secret));
 }
 
 /**
