@@ -122,6 +122,27 @@ export function createAuthEmulator(opts: AuthEmulatorOptions): (req: Request) =>
   const { sql, jwtSecret, issuer } = opts;
   const ttl = opts.accessTokenTtlSeconds ?? 3600;
 
+  /**
+   * Whether `password` matches the stored bcrypt hash. Without a user (or a password) it
+   * compares against a dummy hash of the same cost, so an unknown email takes as long as a
+   * wrong password and response times do not tell which emails have accounts. "The same
+   * cost" is that of the last real hash checked (GoTrue's 10 before any).
+   */
+  let lastCost = 10;
+  const dummyHashes = new Map<number, Promise<string>>();
+  async function passwordMatches(password: string, hash: string | null): Promise<boolean> {
+    const cost = hash === null ? null : Number(/^\$2[abxy]?\$(\d{2})\$/.exec(hash)?.[1]);
+    if (hash !== null && cost) {
+      lastCost = cost;
+      return await bcrypt.compare(password, hash);
+    }
+    if (!dummyHashes.has(lastCost)) {
+      dummyHashes.set(lastCost, bcrypt.hash(randomToken(), lastCost));
+    }
+    await bcrypt.compare(password, await dummyHashes.get(lastCost)!);
+    return false;
+  }
+
   /** Builds Supabase's access token claims, passes them through the hook, signs them. */
   async function accessToken(tx: Tx, user: UserRow, session: SessionRow, method: AuthMethod) {
     const iat = Math.floor(Date.now() / 1000);
@@ -183,8 +204,9 @@ export function createAuthEmulator(opts: AuthEmulatorOptions): (req: Request) =>
     const [found] = await sql<UserRow[]>`
       select ${sql(USER_COLUMNS)} from auth.users where lower(email) = lower(${email})
     `;
-    if (!found?.encrypted_password) throw invalidCredentials();
-    if (!(await bcrypt.compare(password, found.encrypted_password))) throw invalidCredentials();
+    if (!(await passwordMatches(password, found?.encrypted_password ?? null))) {
+      throw invalidCredentials();
+    }
 
     return await sql.begin(async (tx) => {
       const [session] = await tx<SessionRow[]>`

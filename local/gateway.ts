@@ -48,13 +48,33 @@ function notFound(path: string) {
   return Response.json(error.toBody(), { status: 404, headers: { "X-Request-Id": requestId } });
 }
 
+/** The functions that read the caller's address (sign-in limits); see below. */
+const READS_CLIENT_ADDRESS = new Set(["auth"]);
+
+/**
+ * Appends the connecting peer's address to X-Forwarded-For, as Supabase's proxies do in
+ * production, so shared/sign-in-limits.ts reads it the same way in both places. Only for
+ * the functions that need it: the copy of the request costs the others nothing.
+ */
+function withForwardedFor(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) {
+  const headers = new Headers(request.headers);
+  const previous = headers.get("x-forwarded-for");
+  const peer = info.remoteAddr.hostname;
+  headers.set("x-forwarded-for", previous ? `${previous}, ${peer}` : peer);
+  // A new request rather than a clone (`new Request(request, …)`), which would follow the
+  // original's abort signal and make Deno warn about its legacy abort behaviour.
+  return new Request(request.url, { method: request.method, headers, body: request.body });
+}
+
 const port = Number(env("PORT"));
-Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request) => {
+Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request, info) => {
   const path = getPath(request);
   if (path.startsWith("/auth/v1/")) return authEmulator(request);
   // The same prefix rule the functions route by (they strip it themselves, uncopied).
   const inner = functionPath(request);
-  const app = inner !== path && functions.get(inner.split("/")[1]);
-  return app ? app(request) : notFound(path);
+  const name = inner.split("/")[1];
+  const app = inner !== path && functions.get(name);
+  if (!app) return notFound(path);
+  return app(READS_CLIENT_ADDRESS.has(name) ? withForwardedFor(request, info) : request);
 });
 console.log(`gateway listening on http://127.0.0.1:${port} (${[...functions.keys()].join(", ")})`);

@@ -33,4 +33,47 @@ export const config = {
     return Deno.env.get("BIVELIO_JWT_ISSUER") ??
       `${required("SUPABASE_URL").replace(/\/+$/, "")}/auth/v1`;
   },
+  /**
+   * Where the caller's address is read (sign-in limits): the header the platform's proxy
+   * appends the connecting address to, and how many proxies in front of the function each
+   * append one. The client's address is that many entries from the right; entries further
+   * left were written by the client and are ignored. Locally the gateway is the one proxy.
+   */
+  get clientAddressHeader() {
+    return Deno.env.get("BIVELIO_CLIENT_ADDRESS_HEADER") ?? "x-forwarded-for";
+  },
+  get trustedProxyCount() {
+    return Number(Deno.env.get("BIVELIO_TRUSTED_PROXY_COUNT") ?? 1);
+  },
+  /**
+   * A Supabase secret API key (`sb_secret_…`): with it /v1/auth/token sends the caller's
+   * address to Supabase Auth in `Sb-Forwarded-For`, so Auth's own per-IP limits apply per
+   * client (the project must enable IP address forwarding). BIVELIO_AUTH_SECRET_KEY, else
+   * the `default` entry of SUPABASE_SECRET_KEYS, which Supabase gives every function.
+   */
+  get authSecretKey(): string | null {
+    return Deno.env.get("BIVELIO_AUTH_SECRET_KEY") ||
+      jsonKeys("SUPABASE_SECRET_KEYS").default || null;
+  },
+  /**
+   * The `apikey` values callers may send to /v1/auth/token (the project's anon and
+   * publishable keys). Needed only when the function calls Auth with the secret key instead
+   * of the caller's key, since Auth then no longer checks the caller's.
+   */
+  get authClientKeys(): string[] {
+    return [
+      Deno.env.get("SUPABASE_ANON_KEY"),
+      ...Object.values(jsonKeys("SUPABASE_PUBLISHABLE_KEYS")),
+    ].filter((key): key is string => typeof key === "string" && key.length > 0);
+  },
 };
+
+/** A JSON dictionary of named keys (`{"default":"sb_secret_…"}`); {} when unset or invalid. */
+function jsonKeys(name: string): Record<string, string> {
+  try {
+    const parsed = JSON.parse(Deno.env.get(name) ?? "{}");
+    return typeof parsed === "object" && parsed !== null ? parsed : {};
+  } catch {
+    return {};
+  }
+}

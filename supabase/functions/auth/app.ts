@@ -5,15 +5,58 @@ import { createGroupApp, defineAction } from "../../../shared/app.ts";
 import { config } from "../../../shared/config.ts";
 import { ApiError } from "../../../shared/errors.ts";
 import { jsonBody } from "../../../shared/middleware/json-body.ts";
+import { beginSignInAttempt, clientAddress } from "../../../shared/sign-in-limits.ts";
 import { isoTimestamp } from "../../../shared/time.ts";
 import { validate } from "../../../shared/validation.ts";
 
 const passwordGrant = z.strictObject({ email: z.email(), password: z.string().min(1).max(1000) });
 const refreshGrant = z.strictObject({ refresh_token: z.string().min(1).max(1000) });
 
+/** When Supabase Auth answers 429 without saying how long to wait. */
+const AUTH_DEFAULT_RETRY_AFTER_SECONDS = 60;
+
+/**
+ * A Supabase Auth client for one token request. With the project's secret key configured,
+ * it calls Auth with that key and the caller's address in `Sb-Forwarded-For` (what Supabase
+ * documents for server-side callers: Auth then rate-limits per client, not per function
+ * instance); the caller's `apikey` is then checked here, since Auth no longer sees it.
+ * Otherwise it calls with the caller's key, and Auth sees the function's address.
+ * `retryAfter()` is the Retry-After of Auth's last answer (supabase-js drops headers).
+ */
+function authClientFor(callerKey: string, address: string | null) {
+  const secretKey = config.authSecretKey;
+  const clientKeys = config.authClientKeys;
+  const forwarding = address !== null && secretKey !== null && clientKeys.length > 0;
+  if (forwarding && !clientKeys.includes(callerKey)) {
+    throw new ApiError("AUTH_INVALID_TOKEN", "The 'apikey' header is not a key of this project.");
+  }
+  let retryAfter: string | null = null;
+  const client = createClient(config.supabaseUrl, forwarding ? secretKey : callerKey, {
+    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+    global: {
+      headers: forwarding ? { "Sb-Forwarded-For": address } : {},
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        retryAfter = response.headers.get("retry-after");
+        return response;
+      },
+    },
+  });
+  return { auth: client.auth, retryAfter: () => retryAfter };
+}
+
+/** Seconds from a Retry-After value (seconds or an HTTP date); the default when absent. */
+function retryAfterSeconds(value: string | null): number {
+  if (value !== null && /^\d+$/.test(value.trim())) return Math.max(1, Number(value));
+  const date = value === null ? NaN : Date.parse(value);
+  if (!Number.isNaN(date)) return Math.max(1, Math.ceil((date - Date.now()) / 1000));
+  return AUTH_DEFAULT_RETRY_AFTER_SECONDS;
+}
+
 /**
  * POST /v1/auth/token?grant_type=password|refresh_token: signs in through Supabase Auth
- * (supabase-js, with the caller's `apikey`) and answers in the spec's shape.
+ * (supabase-js) and answers in the spec's shape. Failed attempts are limited per email and
+ * per client address (shared/sign-in-limits.ts) before Auth is asked.
  */
 async function issueToken(c: Context) {
   const apikey = c.req.header("apikey");
@@ -27,33 +70,52 @@ async function issueToken(c: Context) {
     });
   }
   const body = c.get("body");
-  const auth = createClient(config.supabaseUrl, apikey, {
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  }).auth;
-  const { data, error } = grantType === "password"
-    ? await auth.signInWithPassword(validate(passwordGrant, body, "body"))
-    : await auth.refreshSession(validate(refreshGrant, body, "body"));
-  if (error || !data.session) {
-    const status = (error as { status?: number } | null)?.status;
-    if (status === 401 || (status && status >= 500)) {
-      throw new ApiError(
-        status === 401 ? "AUTH_INVALID_TOKEN" : "INTEGRATION_ERROR",
-        error!.message,
-      );
-    }
+  const password = grantType === "password" ? validate(passwordGrant, body, "body") : null;
+  const refresh = grantType === "refresh_token" ? validate(refreshGrant, body, "body") : null;
+  const address = clientAddress(c.req.raw.headers);
+  const { auth, retryAfter } = authClientFor(apikey, address);
+
+  const attempt = await beginSignInAttempt(password?.email ?? null, address);
+  const { data, error } =
+    await (password ? auth.signInWithPassword(password) : auth.refreshSession(refresh!)).catch(
+      async (thrown) => {
+        await attempt.end(); // supabase-js threw: nothing the caller did
+        throw thrown;
+      },
+    );
+  if (!error && data.session) {
+    await attempt.end(password?.email);
+    const { session } = data;
+    return c.json({
+      access_token: session.access_token,
+      token_type: "bearer",
+      expires_in: session.expires_in,
+      refresh_token: session.refresh_token,
+      user: { id: session.user.id, email: session.user.email },
+    });
+  }
+  const status = (error as { status?: number } | null)?.status ?? 0;
+  if (status === 429) {
+    // Auth's own limit (per address, or the function's when not forwarding): kept a 429.
+    await attempt.end();
+    const seconds = retryAfterSeconds(retryAfter());
     throw new ApiError(
-      "AUTH_INVALID_TOKEN",
-      grantType === "password" ? "Invalid email or password." : "The refresh token is not valid.",
+      "RATE_LIMIT_EXCEEDED",
+      `Supabase Auth's rate limit was reached. Try again in ${seconds} seconds.`,
+      { extra: { retry_after: seconds }, headers: { "Retry-After": String(seconds) } },
     );
   }
-  const { session } = data;
-  return c.json({
-    access_token: session.access_token,
-    token_type: "bearer",
-    expires_in: session.expires_in,
-    refresh_token: session.refresh_token,
-    user: { id: session.user.id, email: session.user.email },
-  });
+  if (status < 400 || status >= 500) {
+    // Auth failed or could not be reached: not the caller's failure, so it does not count.
+    await attempt.end();
+    throw new ApiError("INTEGRATION_ERROR", "Supabase Auth could not be reached. Retry shortly.");
+  }
+  // Refused credentials (or the caller's apikey): the attempt keeps counting.
+  if (status === 401) throw new ApiError("AUTH_INVALID_TOKEN", error!.message);
+  throw new ApiError(
+    "AUTH_INVALID_TOKEN",
+    password ? "Invalid email or password." : "The refresh token is not valid.",
+  );
 }
 
 /** POST /v1/auth/me; POST /v1/auth/token is the extra route above. */
