@@ -222,16 +222,28 @@ export class Worker {
     }
   }
 
-  /** Long steps (an HTTP call) must not lose their lease: extend every held one. */
+  /**
+   * Long steps (an HTTP call) must not lose their lease: extend every held one. Rows that
+   * another transaction has locked are skipped, never waited for: most often it is the
+   * job's own handler committing a step (its `hold_lease` extends the lease anyway), or a
+   * worker or sweep that took over an expired lease (no longer ours). Waiting there, while
+   * holding the locks of the rows already updated, is what deadlocked with the lease sweep
+   * and with transactions deleting several jobs. A skipped row is tried again at the next
+   * beat, a third of a lease later.
+   */
   async #extendLeases() {
     const held = [...this.#running.values()].map((r) => r.job);
     if (held.length === 0) return;
     await serviceSql()`
       update private.jobs j
       set available_at = greatest(j.available_at, now() + make_interval(secs => ${this.leaseSeconds}))
-      from unnest(${held.map((j) => j.id)}::bigint[], ${held.map((j) => j.lease_token)}::uuid[])
-        as h(id, token)
-      where j.id = h.id and j.lease_token = h.token
+      from (
+        select j.id from private.jobs j
+        join unnest(${held.map((j) => j.id)}::bigint[], ${held.map((j) => j.lease_token)}::uuid[])
+          as h(id, token) on j.id = h.id and j.lease_token = h.token
+        for no key update of j skip locked
+      ) unlocked
+      where j.id = unlocked.id
     `.catch((error) =>
       this.#log({ level: "error", msg: "extending leases failed", error: String(error) })
     );
