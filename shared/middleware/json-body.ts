@@ -1,6 +1,11 @@
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "../errors.ts";
-import { findUnstorable, MAX_JSON_DEPTH } from "../storable-json.ts";
+import {
+  findUnstorable,
+  MAX_JSON_DEPTH,
+  parseJsonExactly,
+  type UnstorablePart,
+} from "../storable-json.ts";
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 /** Invalid UTF-8 is refused rather than silently replaced. */
@@ -29,26 +34,43 @@ const tooLarge = (limit: number) =>
     details: { limit_bytes: limit },
   });
 
+/** The 400 for each kind of unstorable part: message and `details.constraint`. */
+const UNSTORABLE_ERRORS: Record<
+  UnstorablePart["problem"],
+  (field: string) => { message: string; details: Record<string, unknown> }
+> = {
+  null_character: (field) => ({
+    message: `The '${field}' field contains a NUL character (\\u0000), which cannot be stored.`,
+    details: { constraint: "no_null_character" },
+  }),
+  lone_surrogate: (field) => ({
+    message: `The '${field}' field contains a lone UTF-16 surrogate (such as \\ud800), ` +
+      "which is not a character and cannot be stored.",
+    details: { constraint: "no_lone_surrogate" },
+  }),
+  max_depth: (field) => ({
+    message: `The '${field}' field is nested more than ${MAX_JSON_DEPTH} levels deep.`,
+    details: { constraint: "max_depth", max_depth: MAX_JSON_DEPTH },
+  }),
+  inexact_number: (field) => ({
+    message: `The '${field}' field is a number that cannot be kept exactly (beyond the ` +
+      "range or the ~15-17 significant digits of a double); send it as a string.",
+    details: { constraint: "exact_number" },
+  }),
+};
+
 /**
- * A body PostgreSQL could not store (a NUL character, or nesting too deep) is a 400 naming
- * the field as validation errors do: inside `data` relative to it (`custom_fields.note`).
+ * A body PostgreSQL could not store (a NUL character, a lone surrogate, nesting too deep)
+ * or whose numbers would change (`1e309`, `12345678901234567890`) is a 400 naming the field
+ * as validation errors do: inside `data` relative to it (`custom_fields.note`).
  */
 function refuseUnstorable(body: unknown) {
   const found = findUnstorable(body);
   if (!found) return;
   const inData = found.path[0] === "data" && found.path.length > 1;
   const field = (inData ? found.path.slice(1) : found.path).join(".") || "body";
-  throw found.problem === "null_character"
-    ? new ApiError(
-      "VALIDATION_ERROR",
-      `The '${field}' field contains a NUL character (\\u0000), which cannot be stored.`,
-      { details: { field, constraint: "no_null_character" } },
-    )
-    : new ApiError(
-      "VALIDATION_ERROR",
-      `The '${field}' field is nested more than ${MAX_JSON_DEPTH} levels deep.`,
-      { details: { field, constraint: "max_depth", max_depth: MAX_JSON_DEPTH } },
-    );
+  const { message, details } = UNSTORABLE_ERRORS[found.problem](field);
+  throw new ApiError("VALIDATION_ERROR", message, { details: { field, ...details } });
 }
 
 /**
@@ -77,7 +99,7 @@ export function jsonBody(limit = DEFAULT_BODY_LIMIT): MiddlewareHandler {
     }
     let body: unknown;
     try {
-      body = JSON.parse(strictUtf8.decode(bytes));
+      body = parseJsonExactly(strictUtf8.decode(bytes));
     } catch {
       throw new ApiError("VALIDATION_ERROR", "The request body is not valid JSON.", {
         details: { field: "body", constraint: "json" },

@@ -50,7 +50,8 @@ export function expectError(response: ApiResponse, status: number, code: string)
 
 /**
  * Values a careless or hostile client sends in place of any field. Each must get an answer
- * in the envelope (accepted or refused), never a 500.
+ * in the envelope (accepted or refused), never a 500. (A lone surrogate must be refused,
+ * naming the field: the NUL case checks that.)
  */
 const HOSTILE_VALUES: unknown[] = [
   null,
@@ -277,29 +278,38 @@ export function negativeCases(endpoint: EndpointUnderTest) {
       assert.equal(response.body.success, true);
     },
   );
-  test(name("a NUL character or nesting too deep in any field is 400 naming it"), async () => {
-    const caller = await allowed();
-    const base = await validBody();
-    for (const field of await documentedDataFields(path)) {
-      const refused = async (value: unknown, constraint: string, named: RegExp) => {
-        const response = await api(
-          path,
-          { action, data: { ...base.data, [field]: value } },
-          caller,
+  test(
+    name("a NUL, a lone surrogate or nesting too deep in any field is 400 naming it"),
+    async () => {
+      const caller = await allowed();
+      const base = await validBody();
+      for (const field of await documentedDataFields(path)) {
+        const refused = async (value: unknown, constraint: string, named: RegExp) => {
+          const response = await api(
+            path,
+            { action, data: { ...base.data, [field]: value } },
+            caller,
+          );
+          expectError(response, 400, "VALIDATION_ERROR");
+          assert.equal(response.body.error.details.constraint, constraint, field);
+          assert.match(response.body.error.details.field, named);
+        };
+        await refused("a\u0000b", "no_null_character", new RegExp(`^${field}$`));
+        await refused(
+          { "bad\u0000key": 1 },
+          "no_null_character",
+          new RegExp(`^${field}\\.bad\u0000key$`),
         );
-        expectError(response, 400, "VALIDATION_ERROR");
-        assert.equal(response.body.error.details.constraint, constraint, field);
-        assert.match(response.body.error.details.field, named);
-      };
-      await refused("a\u0000b", "no_null_character", new RegExp(`^${field}$`));
-      await refused(
-        { "bad\u0000key": 1 },
-        "no_null_character",
-        new RegExp(`^${field}\\.bad\u0000key$`),
-      );
-      await refused(nestedArrays(MAX_JSON_DEPTH), "max_depth", new RegExp(`^${field}(\\.0)+$`));
-    }
-  });
+        await refused("a\ud800b", "no_lone_surrogate", new RegExp(`^${field}$`));
+        await refused(
+          { "bad\udc00key": 1 },
+          "no_lone_surrogate",
+          new RegExp(`^${field}\\.bad\udc00key$`),
+        );
+        await refused(nestedArrays(MAX_JSON_DEPTH), "max_depth", new RegExp(`^${field}(\\.0)+$`));
+      }
+    },
+  );
 
   test(name("hostile values in any field get an answer in the envelope, never a 500"), async () => {
     const caller = await allowed();
