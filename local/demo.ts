@@ -22,5 +22,6 @@ export const DEMO_KEYS = {
   live_secret: { environment: "live", type: "secret", scopes: ["read", "write", "admin"] },
   live_read: { environment: "live", type: "secret", scopes: ["read"] },
   test_secret: { environment: "test", type: "secret", scopes: ["read", "write", "admin"] },
-  live_publishable: { environment: "live", type: "publishable", scopes: ["read"] },
+  // A publishable key ends up in browsers: only the reads a public page needs, never contacts.
+  live_publishable: { environment: "live", type: "publishable", scopes: ["workflows:read"] },
 } as const;

@@ -147,7 +147,7 @@ test("GET /v1/openapi documents every action with its scope and the error table'
     assert.ok(doc.paths[path]?.post, `${path} documented`);
   }
   const create = doc.paths["/contacts/create"].post;
-  assert.match(create.description, /Required scope: `write`/);
+  assert.match(create.description, /Required scope: `contacts:write` or the broad `write`/);
   assert.deepEqual(create.requestBody.content["application/json"].schema.properties.action.enum, [
     "create",
   ]);
@@ -158,5 +158,5 @@ test("GET /v1/openapi documents every action with its scope and the error table'
       "RATE_LIMIT_EXCEEDED",
     ],
   );
-  assert.deepEqual(doc.paths["/api-keys/create"].post.security, [{ Bearer: [] }]);
+  assert.deepEqual(doc.paths["/api-keys/create"].post.security, [{ Bearer: ["admin"] }]);
 });
