@@ -16,15 +16,24 @@
  * Each commit first checks the lease (a worker whose lease ran out stops) and then updates
  * the instance (a cancelled one stops the run): job row, then instance row, the order a
  * cancel locks them in too, so the two never deadlock.
+ *
+ * Data is bounded where it is made (INSTANCE_LIMITS): a rendered config, a step's output
+ * and the sum of the outputs are measured (json-size.ts) before anything is stored, and a
+ * step over a limit fails at once. A commit that PostgreSQL refuses for its data (a data
+ * exception or a program limit, e.g. jsonb too large) fails the step that produced it,
+ * with the database's message, retried only if the step has attempts left: the worker's
+ * crash recovery (run the job again, WORKER_CRASHED after MAX_CLAIMS) is for crashes.
  */
+import postgres from "postgres";
 import { type RequestClaims, serviceSql, type Tx, withClaims } from "../db.ts";
 import { emitEvent } from "../events.ts";
+import { formatBytes, jsonLargerThan, jsonSize } from "../json-size.ts";
 import { validationError } from "../validation.ts";
 import { type Lease, MAX_CLAIMS } from "../worker.ts";
 import type { StepDefinition } from "./definitions.ts";
-import { isFinished } from "./instances.ts";
+import { INSTANCE_LIMITS, isFinished } from "./instances.ts";
 import { STEP_TYPES, StepFailure, type StepOutcome } from "./steps.ts";
-import { render, TemplateError } from "./templates.ts";
+import { render, RenderTooLarge, TemplateError } from "./templates.ts";
 
 interface InstanceState {
   id: string;
@@ -124,11 +133,38 @@ export const stepRetryDelayMs = (attempt: number) => Math.min(1000 * 2 ** (attem
 /** The commit was refused: the instance was cancelled, or another worker has the job. */
 class RunStopped extends Error {}
 
+/**
+ * PostgreSQL refused a commit for its data: SQLSTATE class 22 (data exception: invalid
+ * JSON text, a value out of range) or 54 (program limit exceeded: jsonb too large). The
+ * same data would be refused again, so this is the step's failure, not a crash.
+ */
+class ResultUnstorable extends StepFailure {
+  constructor(cause: postgres.PostgresError) {
+    super(
+      "STEP_RESULT_UNSTORABLE",
+      `The step's result could not be stored: ${cause.message}`,
+      true,
+      { sqlstate: cause.code },
+    );
+  }
+}
+
+const isDataError = (error: unknown): error is postgres.PostgresError =>
+  error instanceof postgres.PostgresError && /^(22|54)/.test(error.code);
+
+/** What `#stepFailed` puts back when a step that seemed done turns out to have failed. */
+interface Checkpoint {
+  position: number;
+  unsaved: number;
+  lastOutput: unknown;
+  outputsBytes: number;
+}
+
 type Ending =
   | { kind: "continue" }
   | { kind: "reschedule"; at: Date }
   | { kind: "completed"; output: unknown }
-  | { kind: "failed"; error: NonNullable<StepRecord["error"]> };
+  | { kind: "failed"; error: NonNullable<StepRecord["error"]> & { step_id?: string } };
 
 export async function runWorkflowJob(lease: Lease) {
   const loaded = await loadInstance(lease.job.ref);
@@ -152,6 +188,8 @@ class InstanceRun {
   #unsaved: StepRecord[] = [];
   #position: number;
   #lastOutput: unknown = null;
+  /** The stored outputs' sizes added up (INSTANCE_LIMITS.stepOutputsTotalBytes). */
+  #outputsBytes = 0;
   #claims: RequestClaims;
 
   constructor(
@@ -165,6 +203,7 @@ class InstanceRun {
       if (record.status === "completed") {
         this.#outputs[record.step_id] = record.output;
         this.#lastOutput = record.output;
+        this.#outputsBytes += jsonSize(record.output);
       }
     }
     this.#position = instance.current_step;
@@ -189,11 +228,15 @@ class InstanceRun {
       });
       return;
     }
+    let step: StepDefinition | undefined;
     while (this.#position <= this.steps.length) {
-      const ending = await this.#runStep(this.steps[this.#position - 1]);
+      step = this.steps[this.#position - 1];
+      const ending = await this.#runStep(step);
       if (ending.kind !== "continue") return;
     }
-    await this.#commit({ kind: "completed", output: this.#lastOutput });
+    // Pure steps' records ride along here: one of them may be what cannot be stored. Pure
+    // steps give the same result every time, so there is nothing to retry.
+    await this.#commitOrFail({ kind: "completed", output: this.#lastOutput }, step?.id);
   }
 
   async #runStep(step: StepDefinition): Promise<Ending> {
@@ -224,6 +267,12 @@ class InstanceRun {
       return this.#stepDone(record, { output: { waited_until: resumeAt.toISOString() } });
     }
 
+    const checkpoint: Checkpoint = {
+      position: this.#position,
+      unsaved: this.#unsaved.length,
+      lastOutput: this.#lastOutput,
+      outputsBytes: this.#outputsBytes,
+    };
     record.attempts++;
     let outcome: StepOutcome;
     try {
@@ -238,48 +287,103 @@ class InstanceRun {
         let transactional!: StepOutcome;
         await this.#commit({ kind: "continue" }, async (tx) => {
           transactional = await type.run({ ...context, tx });
-          if ("output" in transactional) this.#complete(record, transactional);
+          if ("output" in transactional) {
+            this.#checkOutput(transactional.output);
+            this.#complete(record, transactional);
+          }
           return [record];
         });
         this.#afterCommitted(record, transactional);
         return { kind: "continue" };
       }
       outcome = await type.run({ ...context, tx: undefined as never });
+      if ("output" in outcome) this.#checkOutput(outcome.output);
     } catch (error) {
-      return await this.#stepFailed(step, record, error);
+      return await this.#stepFailed(step, record, error, checkpoint);
     }
 
-    if ("waitUntil" in outcome) {
-      if (outcome.waitUntil > new Date()) {
-        record.status = "waiting";
-        record.resume_at = outcome.waitUntil;
-        this.#unsaved.push(record);
-        return await this.#commit({ kind: "reschedule", at: outcome.waitUntil });
+    try {
+      if ("waitUntil" in outcome) {
+        if (outcome.waitUntil > new Date()) {
+          record.status = "waiting";
+          record.resume_at = outcome.waitUntil;
+          this.#unsaved.push(record);
+          return await this.#commit({ kind: "reschedule", at: outcome.waitUntil });
+        }
+        return this.#stepDone(record, {
+          output: { waited_until: outcome.waitUntil.toISOString() },
+        });
       }
-      return this.#stepDone(record, { output: { waited_until: outcome.waitUntil.toISOString() } });
+      this.#stepDone(record, outcome);
+      // Pure steps ride along with the next commit; others are committed now.
+      if (type.mode !== "pure") await this.#commit({ kind: "continue" });
+      return { kind: "continue" };
+    } catch (error) {
+      // Only the commit's refusal of the data is the step's failure; anything else (the
+      // database went away) is the worker's to retry, as a crash.
+      if (!(error instanceof ResultUnstorable)) throw error;
+      return await this.#stepFailed(step, record, error, checkpoint);
     }
-    this.#stepDone(record, outcome);
-    // Pure steps ride along with the next commit; others are committed now.
-    if (type.mode !== "pure") await this.#commit({ kind: "continue" });
-    return { kind: "continue" };
   }
 
   #renderConfig(step: StepDefinition) {
+    const limit = INSTANCE_LIMITS.renderedConfigBytes;
+    const tooLarge = () =>
+      new StepFailure(
+        "RENDERED_CONFIG_TOO_LARGE",
+        `Step '${step.id}': its config with templates filled in is larger than ${
+          formatBytes(limit)
+        } as JSON.`,
+        false,
+        { limit_bytes: limit },
+      );
     let rendered: unknown;
     try {
-      rendered = render(step.config, { input: this.instance.input, steps: this.#outputs });
+      rendered = render(
+        step.config,
+        { input: this.instance.input, steps: this.#outputs },
+        limit,
+      );
     } catch (error) {
       if (error instanceof TemplateError) {
         throw new StepFailure("TEMPLATE_ERROR", error.message, false);
       }
+      if (error instanceof RenderTooLarge) throw tooLarge();
       throw error;
     }
+    // Whole-value templates share the values they name, so the JSON can be far larger
+    // than the memory: measured, never written out.
+    if (jsonLargerThan(rendered, limit)) throw tooLarge();
     const parsed = STEP_TYPES[step.type].config.safeParse(rendered);
     if (!parsed.success) {
       const problem = validationError(parsed.error.issues[0], rendered, "config", ["config"]);
       throw new StepFailure("INVALID_STEP_CONFIG", problem.message, false, problem.options.details);
     }
     return parsed.data;
+  }
+
+  /** A step's output within the step limit and, with the outputs before it, the total. */
+  #checkOutput(output: unknown) {
+    const { stepOutputBytes, stepOutputsTotalBytes } = INSTANCE_LIMITS;
+    const size = jsonSize(output, stepOutputBytes);
+    if (size > stepOutputBytes) {
+      throw new StepFailure(
+        "STEP_OUTPUT_TOO_LARGE",
+        `The step's output is larger than ${formatBytes(stepOutputBytes)} as JSON.`,
+        false,
+        { limit_bytes: stepOutputBytes },
+      );
+    }
+    if (this.#outputsBytes + size > stepOutputsTotalBytes) {
+      throw new StepFailure(
+        "INSTANCE_DATA_TOO_LARGE",
+        `With this step's output the instance would store more than ${
+          formatBytes(stepOutputsTotalBytes)
+        } of step outputs.`,
+        false,
+        { limit_bytes: stepOutputsTotalBytes },
+      );
+    }
   }
 
   #complete(record: StepRecord, outcome: { output: unknown }) {
@@ -302,6 +406,7 @@ class InstanceRun {
     this.#records.set(record.step_id, record);
     this.#outputs[record.step_id] = record.output;
     this.#lastOutput = record.output;
+    this.#outputsBytes += jsonSize(record.output);
     const goTo = outcome.goTo;
     if (goTo === undefined) {
       this.#position++;
@@ -328,17 +433,38 @@ class InstanceRun {
     this.#position = target;
   }
 
-  async #stepFailed(step: StepDefinition, record: StepRecord, error: unknown): Promise<Ending> {
+  async #stepFailed(
+    step: StepDefinition,
+    record: StepRecord,
+    error: unknown,
+    checkpoint: Checkpoint,
+  ): Promise<Ending> {
     if (error instanceof RunStopped) throw error;
-    const failure = error instanceof StepFailure ? error : new StepFailure(
-      "STEP_ERROR",
-      error instanceof Error ? error.message : String(error),
-      true,
-    );
+    // The step may have been taken as done before its commit failed: undo that.
+    this.#position = checkpoint.position;
+    this.#unsaved.length = checkpoint.unsaved;
+    this.#lastOutput = checkpoint.lastOutput;
+    this.#outputsBytes = checkpoint.outputsBytes;
+    delete this.#outputs[step.id];
+    record.output = null;
+    const failure = error instanceof StepFailure
+      ? error
+      : isDataError(error)
+      ? new ResultUnstorable(error)
+      : new StepFailure(
+        "STEP_ERROR",
+        error instanceof Error ? error.message : String(error),
+        true,
+      );
+    // Details hold what went wrong (an HTTP answer): kept only while of a storable size.
+    const details = failure.details &&
+        jsonLargerThan(failure.details, INSTANCE_LIMITS.stepOutputBytes)
+      ? { omitted: `larger than ${formatBytes(INSTANCE_LIMITS.stepOutputBytes)}` }
+      : failure.details;
     record.error = {
       code: failure.code,
       message: failure.message,
-      ...(failure.details ? { details: failure.details } : {}),
+      ...(details ? { details } : {}),
     };
     record.finished_at = new Date();
     const maxAttempts = step.retry?.max_attempts ?? 1;
@@ -346,14 +472,33 @@ class InstanceRun {
       record.status = "retrying";
       record.resume_at = new Date(Date.now() + stepRetryDelayMs(record.attempts));
       this.#unsaved.push(record);
-      return await this.#commit({ kind: "reschedule", at: record.resume_at });
+      return await this.#commitOrFail({ kind: "reschedule", at: record.resume_at }, step.id);
     }
     record.status = "failed";
+    record.resume_at = null;
     this.#unsaved.push(record);
-    return await this.#commit({
+    return await this.#commitOrFail({
       kind: "failed",
-      error: { ...record.error, step_id: step.id } as StepRecord["error"] & object,
-    });
+      error: { ...record.error, step_id: step.id },
+    }, step.id);
+  }
+
+  /**
+   * Commits `ending`; if PostgreSQL refuses its data (the records of pure steps that ran
+   * since the last commit, or a failure's details), ends the instance with that cause and
+   * nothing else, which can always be stored.
+   */
+  async #commitOrFail(ending: Ending, stepId: string | undefined): Promise<Ending> {
+    try {
+      return await this.#commit(ending);
+    } catch (error) {
+      if (!(error instanceof ResultUnstorable)) throw error;
+      this.#unsaved = [];
+      return await this.#commit({
+        kind: "failed",
+        error: { code: error.code, message: error.message, step_id: stepId },
+      });
+    }
   }
 
   /**
@@ -362,8 +507,22 @@ class InstanceRun {
    * records, the final event, and the job's next run.
    */
   async #commit(ending: Ending, effect?: (tx: Tx) => Promise<StepRecord[]>): Promise<Ending> {
+    try {
+      await this.#write(ending, this.#unsaved, effect);
+    } catch (error) {
+      if (isDataError(error)) throw new ResultUnstorable(error);
+      throw error;
+    }
+    this.#unsaved = [];
+    return ending;
+  }
+
+  async #write(
+    ending: Ending,
+    records: StepRecord[],
+    effect?: (tx: Tx) => Promise<StepRecord[]>,
+  ) {
     const finished = ending.kind === "completed" || ending.kind === "failed";
-    const records = this.#unsaved;
     await withClaims(
       this.#claims,
       async (tx) => {
@@ -402,8 +561,6 @@ class InstanceRun {
       },
       { "bivelio.chain_depth": String(this.instance.chain_depth) },
     );
-    this.#unsaved = [];
-    return ending;
   }
 }
 

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { listenSql, type Tx } from "../db.ts";
 import { ApiError, notFound } from "../errors.ts";
+import { formatBytes, jsonLargerThan, KiB, MiB } from "../json-size.ts";
 import { paginationInput, paginationOf } from "../pagination.ts";
 import { isoTimestamp } from "../time.ts";
 import { workflowId } from "./definitions.ts";
@@ -16,6 +17,25 @@ export const instanceId = z.string().regex(
 const INSTANCE_STATUSES = ["pending", "running", "completed", "failed", "cancelled"] as const;
 export type InstanceStatus = typeof INSTANCE_STATUSES[number];
 export const isFinished = (status: string) => !["pending", "running"].includes(status);
+
+/**
+ * How much data an instance may hold, measured as JSON (UTF-8 bytes). Each is checked
+ * where the data is made, and a step over one fails at once with the code named (not
+ * retried: the same data would fail again). Sized so that real payloads (an API answer,
+ * a contact, a document's extracted fields) fit with room to spare, while one instance
+ * cannot hold more than a few MiB in a worker's memory, in its rows or in its events.
+ */
+export const INSTANCE_LIMITS = {
+  /** An execute's `input` (400 VALIDATION_ERROR, constraint `max_bytes`). Event-triggered
+   * instances get the event as input, bounded by the event limit (events.ts). */
+  inputBytes: 256 * KiB,
+  /** A step's config after templates are rendered: RENDERED_CONFIG_TOO_LARGE. */
+  renderedConfigBytes: 256 * KiB,
+  /** A step's output (and so the instance's output, the last one): STEP_OUTPUT_TOO_LARGE. */
+  stepOutputBytes: 256 * KiB,
+  /** All the step outputs an instance stores, added up: INSTANCE_DATA_TOO_LARGE. */
+  stepOutputsTotalBytes: 4 * MiB,
+} as const;
 
 export const executeInput = z.strictObject({
   workflow_id: workflowId,
@@ -127,6 +147,15 @@ async function explainNotStarted(tx: Tx, workflowId: string): Promise<never> {
 }
 
 export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInput>) {
+  if (jsonLargerThan(input.input, INSTANCE_LIMITS.inputBytes)) {
+    throw new ApiError(
+      "VALIDATION_ERROR",
+      `The 'input' field is larger than ${formatBytes(INSTANCE_LIMITS.inputBytes)} as JSON.`,
+      {
+        details: { field: "input", constraint: "max_bytes", max_bytes: INSTANCE_LIMITS.inputBytes },
+      },
+    );
+  }
   let started: InstanceRow[];
   try {
     started = await tx<InstanceRow[]>`

@@ -22,6 +22,7 @@ import type { Tx } from "../db.ts";
 import { ApiError } from "../errors.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { outboundFetch } from "../platform/outbound/fetch.ts";
+import { KiB } from "../json-size.ts";
 import { findUnstorable, storableText } from "../storable-json.ts";
 
 export class StepFailure extends Error {
@@ -106,10 +107,20 @@ const httpRequestConfig = z.strictObject({
   timeout_ms: z.number().int().min(100).max(30_000).default(10_000),
 });
 
+/**
+ * Bytes of an answer's body kept (the rest is cut off, `truncated`): leaves room under the
+ * step output limit (INSTANCE_LIMITS.stepOutputBytes, 256 KiB) for the status and headers.
+ */
+const MAX_ANSWER_BODY_BYTES = 192 * KiB;
+
 /** A status worth retrying: the receiver may succeed later. */
 const retryableStatus = (status: number) => status >= 500 || status === 408 || status === 429;
 
-/** The response body as the step's output: JSON when it is (and can be stored), else text. */
+/**
+ * The response body as the step's output: JSON when it is and can be stored, else the text
+ * with what cannot be stored (NUL, lone surrogates) replaced. An answer that could not be
+ * stored would otherwise fail its commit after the request was sent.
+ */
 function parseBody(text: string, contentType: string | undefined) {
   if (contentType?.includes("json")) {
     try {
@@ -189,7 +200,11 @@ export const STEP_TYPES: Record<string, StepType> = {
       try {
         const response = await outboundFetch(
           { method: config.method, url: config.url, headers, body },
-          { timeoutMs: config.timeout_ms, requireHttps: false },
+          {
+            timeoutMs: config.timeout_ms,
+            requireHttps: false,
+            maxResponseBytes: MAX_ANSWER_BODY_BYTES,
+          },
         );
         const output = {
           status: response.status,

@@ -94,18 +94,41 @@ function lookup(ref: TemplateRef, scope: TemplateScope): unknown {
 const asText = (value: unknown) =>
   typeof value === "string" ? value : value === undefined ? "" : JSON.stringify(value);
 
-/** The config with every template replaced by its value. */
-export function render(value: unknown, scope: TemplateScope): unknown {
-  if (typeof value === "string") {
-    const whole = WHOLE_TEMPLATE.exec(value);
-    if (whole) return lookup(parseRef(whole[1]), scope);
-    return value.replace(TEMPLATE, (_, text: string) => asText(lookup(parseRef(text), scope)));
+/**
+ * Thrown by `render` when the text it writes passes its limit: templates inside text copy
+ * values, so a config of many of them could otherwise build strings of any size.
+ */
+export class RenderTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`Templates inside text wrote more than ${limit} characters.`);
+    this.name = "RenderTooLarge";
   }
-  if (Array.isArray(value)) return value.map((item) => render(item, scope));
-  if (value && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, render(item, scope)]),
-    );
-  }
-  return value;
+}
+
+/**
+ * The config with every template replaced by its value. A whole-string template keeps
+ * the value itself (no copy); the text written for templates inside longer strings is
+ * counted, and passing `maxTextLength` characters stops the render (`RenderTooLarge`).
+ */
+export function render(value: unknown, scope: TemplateScope, maxTextLength = Infinity): unknown {
+  let written = 0;
+  const interpolate = (ref: string) => {
+    const text = asText(lookup(parseRef(ref), scope));
+    written += text.length;
+    if (written > maxTextLength) throw new RenderTooLarge(maxTextLength);
+    return text;
+  };
+  const walk = (item: unknown): unknown => {
+    if (typeof item === "string") {
+      const whole = WHOLE_TEMPLATE.exec(item);
+      if (whole) return lookup(parseRef(whole[1]), scope);
+      return item.replace(TEMPLATE, (_, ref: string) => interpolate(ref));
+    }
+    if (Array.isArray(item)) return item.map(walk);
+    if (item && typeof item === "object") {
+      return Object.fromEntries(Object.entries(item).map(([key, inner]) => [key, walk(inner)]));
+    }
+    return item;
+  };
+  return walk(value);
 }
