@@ -28,6 +28,8 @@ export interface StackInfo {
   jwt_secret: string;
   /** What the `worker` function wants as `Authorization: Bearer …` (pg_net sends it in production). */
   worker_secret: string;
+  /** BIVELIO_SECRETS_KEY: seals provider credentials in the database (base64, 32 bytes). */
+  secrets_key: string;
   anon_key: string;
   service_role_key: string;
   /** Files holding the pid of the gateway and of each worker process (tests kill them). */
@@ -60,6 +62,10 @@ function randomSecret(bytes = 32) {
   )
     .join("");
 }
+
+/** A BIVELIO_SECRETS_KEY: the base64 of 32 random bytes, as `openssl rand -base64 32`. */
+const randomSecretsKey = () =>
+  btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))));
 
 function readInfo(path: string): StackInfo | null {
   try {
@@ -182,6 +188,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       db_url: dbUrl,
       jwt_secret: jwtSecret,
       worker_secret: randomSecret(),
+      secrets_key: randomSecretsKey(),
       anon_key: await signApiRoleKey(jwtSecret, "anon"),
       service_role_key: await signApiRoleKey(jwtSecret, "service_role"),
       gateway_pid_file: "",
@@ -200,12 +207,16 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     db_url: dbUrl,
     gateway_pid_file: gatewayPidFile,
     worker_pid_files: workerPidFiles,
+    // A state folder from before sealed secrets has none: made once, then kept (a new key
+    // would leave what the old one sealed unreadable).
+    secrets_key: info.secrets_key ?? randomSecretsKey(),
   };
   const functionEnv = {
     SUPABASE_DB_URL: dbUrl,
     SUPABASE_URL: apiUrl,
     BIVELIO_JWT_SECRET: info.jwt_secret,
     BIVELIO_WORKER_SECRET: info.worker_secret ?? "",
+    BIVELIO_SECRETS_KEY: info.secrets_key,
     // Local receivers (webhooks, http_request steps) run on this machine.
     BIVELIO_ALLOW_LOOPBACK_TARGETS: "1",
   };

@@ -20,6 +20,13 @@ export const config = {
   get jwtSecret() {
     return Deno.env.get("BIVELIO_JWT_SECRET") ?? required("SUPABASE_JWT_SECRET");
   },
+  /**
+   * The key that seals provider credentials in the database (shared/platform/secrets.ts):
+   * the base64 of 32 random bytes. A Supabase secret; the local stack makes its own.
+   */
+  get secretsKey() {
+    return required("BIVELIO_SECRETS_KEY");
+  },
   /** Connections per function instance; Supabase's pooler wants few. */
   get dbPoolSize() {
     return Number(Deno.env.get("BIVELIO_DB_POOL_SIZE") ?? 10);
