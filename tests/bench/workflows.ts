@@ -26,6 +26,15 @@
  * waits in the API, so the p50 from send grows as in-flight ÷ throughput (README lists
  * runs at 4, 16 and 32).
  *
+ * Fairness (after the rounds): another organization's executes (the same 5-step workflow,
+ * 100 at 20/s) are measured alone, then while a flooding organization (sandbox key) has
+ * queued 2,000 instances of one `http_request` step to a receiver in this process that
+ * answers after 500 ms: the flood fills every worker slot and keeps a backlog of about
+ * 1,500 instances. Reported: the other organization's execute → first step p50 / p99 in
+ * both, and the flood's backlog before and after. Then the cost of one claim (16 jobs)
+ * with a backlog of 10,000 due jobs of one organization, the fair claim against the old
+ * oldest-first claim, on a copy of the jobs table that no worker touches.
+ *
  * Both are warmed up first each round (ours: 50 instances; graphile: 250 jobs) and measured
  * alternately (graphile, ours, graphile, …; BENCH_ROUNDS, default 2); the tables show
  * medians. Targets (issue 3): ours steps/s ≥ 0.5 × graphile jobs/s, and ours p50
@@ -211,12 +220,16 @@ const latencies = (values: number[]): Latencies => ({
   p99: percentile(values, 99),
 });
 
-/** Calls `send` PACED_ITEMS times at PACED_PER_SECOND (not waiting for the answers). */
-async function paced(send: () => Promise<void>) {
+/** Calls `send` `items` times at `perSecond` (not waiting for the answers). */
+async function paced(
+  send: () => Promise<void>,
+  items = PACED_ITEMS,
+  perSecond = PACED_PER_SECOND,
+) {
   const sending: Promise<void>[] = [];
   const begin = Date.now();
-  for (let i = 0; i < PACED_ITEMS; i++) {
-    const wait = begin + (i * 1000) / PACED_PER_SECOND - Date.now();
+  for (let i = 0; i < items; i++) {
+    const wait = begin + (i * 1000) / perSecond - Date.now();
     if (wait > 0) await sleep(wait);
     sending.push(send());
   }
@@ -246,20 +259,26 @@ async function postJson(url: string, key: string, body: unknown) {
   return JSON.parse(text).data;
 }
 
-/** A fresh enterprise organization (limits far out of reach), a key and the workflow. */
-async function setUpOurs(ctx: BenchContext): Promise<Ours> {
+/** A fresh enterprise organization (limits far out of reach) and a key of `environment`. */
+async function benchOrg(ctx: BenchContext, name: string, environment: "live" | "test") {
   const [org] = await ctx.db<{ id: string }[]>`
     insert into public.organizations
       (name, plan, custom_requests_per_minute, custom_requests_per_second)
-    values ('Workflows benchmark org', 'enterprise', ${UNREACHABLE_LIMIT}, ${UNREACHABLE_LIMIT})
+    values (${name}, 'enterprise', ${UNREACHABLE_LIMIT}, ${UNREACHABLE_LIMIT})
     returning id
   `;
   const { key } = await mintApiKey(ctx.db, {
     name: "workflows benchmark",
-    environment: "live",
+    environment,
     type: "secret",
     scopes: ["read", "write"],
   }, org.id);
+  return { orgId: org.id, key };
+}
+
+/** The benchmark's organization, a key and the workflow. */
+async function setUpOurs(ctx: BenchContext): Promise<Ours> {
+  const { key } = await benchOrg(ctx, "Workflows benchmark org", "live");
   const workflow = await postJson(`${ctx.stack.api_url}/v1/workflows/create`, key, {
     action: "create",
     data: { name: "Benchmark: five set steps", steps: STEPS },
@@ -520,6 +539,243 @@ async function runGraphile(ctx: BenchContext, processes: GraphileProcess[]): Pro
 }
 
 // ---------------------------------------------------------------------------------------
+// Fairness: another organization's latency while one floods the queue
+// ---------------------------------------------------------------------------------------
+
+/** Instances the flooding organization queues (BENCH_FAIRNESS_FLOOD). */
+const FLOOD_INSTANCES = Number(Deno.env.get("BENCH_FAIRNESS_FLOOD") || 2_000);
+/** How long the flood's receiver takes to answer: 32 slots drain 64 instances a second. */
+const FLOOD_CALL_MS = 500;
+/** The other organization's executes, alone and during the flood. */
+const OTHER_ITEMS = 100;
+const OTHER_PER_SECOND = 20;
+
+interface FairnessResult {
+  alone: Timings;
+  duringFlood: Timings;
+  /** The flood's instances not yet claimed by a worker when the other's began and ended. */
+  backlogBefore: number;
+  backlogAfter: number;
+}
+
+/** A receiver in this process answering every request after `delayMs`, until released. */
+function slowReceiver(delayMs: number) {
+  let released = false;
+  const waiting = new Set<() => void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
+    if (!released) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          waiting.delete(done);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(done, delayMs);
+        waiting.add(done);
+      });
+    }
+    return Response.json({ ok: true });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/slow`,
+    release() {
+      released = true;
+      for (const done of [...waiting]) done();
+    },
+    close: () => server.shutdown(),
+  };
+}
+
+async function unclaimedJobs(ctx: BenchContext, orgId: string) {
+  const [{ n }] = await ctx.db<{ n: number }[]>`
+    select count(*)::int as n from private.jobs where org_id = ${orgId} and claims = 0
+  `;
+  return n;
+}
+
+async function measureFairness(ctx: BenchContext, ours: Ours): Promise<FairnessResult> {
+  const otherExecutes = async () => {
+    const sentAt = new Map<string, number>();
+    await paced(() => executeOne(ours, sentAt), OTHER_ITEMS, OTHER_PER_SECOND);
+    return (await instanceTimings(ctx, sentAt)).timings;
+  };
+  const alone = await otherExecutes();
+
+  const receiver = slowReceiver(FLOOD_CALL_MS);
+  ctx.defer(() => receiver.close());
+  const flooder = await benchOrg(ctx, "Workflows benchmark flooding org", "test");
+  const api = `${ctx.stack.api_url}/v1/workflows`;
+  const flood = await postJson(`${api}/create`, flooder.key, {
+    action: "create",
+    data: {
+      name: "Benchmark: one slow call",
+      steps: [{ id: "call", type: "http_request", config: { url: receiver.url, method: "POST" } }],
+    },
+  });
+  let sent = 0;
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (sent++ < FLOOD_INSTANCES) {
+      await postJson(`${api}/execute`, flooder.key, {
+        action: "execute",
+        data: { workflow_id: flood.id, input: { n: sent } },
+      });
+    }
+  }));
+  const backlogBefore = await unclaimedJobs(ctx, flooder.orgId);
+  const duringFlood = await otherExecutes();
+  const backlogAfter = await unclaimedJobs(ctx, flooder.orgId);
+
+  receiver.release();
+  const deadline = Date.now() + ROUND_TIMEOUT_MS;
+  for (;;) {
+    const [{ open }] = await ctx.db<{ open: number }[]>`
+      select count(*)::int as open from public.workflow_instances
+      where org_id = ${flooder.orgId} and status in ('pending', 'running')
+    `;
+    if (open === 0) break;
+    if (Date.now() > deadline) throw new Error(`${open} flood instances left after the limit.`);
+    await sleep(200);
+  }
+  return { alone, duringFlood, backlogBefore, backlogAfter };
+}
+
+// ---------------------------------------------------------------------------------------
+// The cost of one claim with a big backlog: the fair claim against the old FIFO one
+// ---------------------------------------------------------------------------------------
+
+const CLAIM_BACKLOG = 10_000;
+const CLAIM_LIMIT = 16;
+/** The flooding organization's jobs already running (two workers' slots). */
+const CLAIM_HELD = 32;
+const CLAIM_OTHER_ORGS = [1, 100, 1_000];
+const CLAIM_SAMPLES = 40;
+
+/** The claim of 20261123000200_job_queue.sql: due jobs oldest first, one global queue. */
+const FIFO_CLAIM = `
+create function claim_bench.fifo_claim_jobs(p_kinds text[], p_limit int, p_lease_seconds int)
+returns setof claim_bench.fifo_jobs language plpgsql volatile as $$
+begin
+  return query
+  with due as (
+    select id from claim_bench.fifo_jobs
+    where available_at <= now() and kind = any (p_kinds)
+    order by available_at limit p_limit for update skip locked
+  )
+  update claim_bench.fifo_jobs j
+  set available_at = now() + make_interval(secs => p_lease_seconds),
+      lease_token = gen_random_uuid(), claims = j.claims + 1
+  from due where j.id = due.id returning j.*;
+end $$`;
+
+interface ClaimCost {
+  otherOrgs: number;
+  fair: Latencies;
+  fifo: Latencies;
+}
+
+/**
+ * Two copies of private.jobs in a schema of their own, which no worker claims from: `jobs`
+ * with today's indexes and claim_jobs pointed at it, and `fifo_jobs` with the indexes of
+ * the first job-queue migration and its claim. Both hold the same backlog. Each claim runs
+ * in a transaction rolled back, so every sample sees the same backlog; the time is
+ * PostgreSQL's, from the statement's start to its last row.
+ */
+async function measureClaimCost(ctx: BenchContext): Promise<ClaimCost[]> {
+  await ctx.db`drop schema if exists claim_bench cascade`;
+  ctx.defer(async () => {
+    await ctx.db`drop schema if exists claim_bench cascade`;
+  });
+  await ctx.db`create schema claim_bench`;
+  await ctx.db`create table claim_bench.jobs (like private.jobs including all)`;
+  await ctx.db`
+    create table claim_bench.fifo_jobs (
+      like private.jobs including defaults including identity including constraints,
+      primary key (id), unique (kind, ref)
+    )
+  `;
+  await ctx.db`create index on claim_bench.fifo_jobs (available_at)`;
+  const [{ definition }] = await ctx.db<{ definition: string }[]>`
+    select pg_get_functiondef('private.claim_jobs(text[], int, int)'::regprocedure) as definition
+  `;
+  await ctx.db.unsafe(definition.replaceAll("private.", "claim_bench."));
+  await ctx.db.unsafe(FIFO_CLAIM);
+
+  const results: ClaimCost[] = [];
+  for (const otherOrgs of CLAIM_OTHER_ORGS) {
+    for (const table of ["jobs", "fifo_jobs"]) {
+      const jobs = ctx.db(`claim_bench.${table}`);
+      await ctx.db`truncate ${jobs}`;
+      await ctx.db`
+        insert into ${jobs} (kind, ref, org_id, environment, available_at)
+        select 'workflow', 'flood_' || n, 'org_flood', 'test',
+               now() - interval '1 hour' + n * interval '1 ms'
+        from generate_series(1, ${CLAIM_BACKLOG}) as n
+      `;
+      await ctx.db`
+        update ${jobs} set lease_token = gen_random_uuid(), available_at = now() + interval '1 hour'
+        where ref in (select 'flood_' || n from generate_series(1, ${CLAIM_HELD}) as n)
+      `;
+      await ctx.db`
+        insert into ${jobs} (kind, ref, org_id, environment, available_at)
+        select 'workflow', 'other_' || n, 'org_other_' || n, 'live', now() - interval '1 second'
+        from generate_series(1, ${otherOrgs}) as n
+      `;
+      await ctx.db`vacuum analyze ${jobs}`;
+    }
+    const samples = { fair: [] as number[], fifo: [] as number[] };
+    for (let i = 0; i < CLAIM_SAMPLES; i++) {
+      for (const variant of ["fair", "fifo"] as const) {
+        const fn = variant === "fair" ? "claim_jobs" : "fifo_claim_jobs";
+        await ctx.db.begin(async (tx) => {
+          const [row] = await tx.unsafe<{ n: number; ms: number }[]>(`
+            select count(*)::int as n,
+                   extract(epoch from clock_timestamp() - statement_timestamp()) * 1000 as ms
+            from claim_bench.${fn}(array['workflow', 'webhook'], ${CLAIM_LIMIT}, 30)
+          `);
+          if (row.n !== CLAIM_LIMIT) throw new Error(`${fn} claimed ${row.n} jobs`);
+          samples[variant].push(Number(row.ms));
+          throw new RollBack();
+        }).catch((error) => {
+          if (!(error instanceof RollBack)) throw error;
+        });
+      }
+    }
+    results.push({ otherOrgs, fair: latencies(samples.fair), fifo: latencies(samples.fifo) });
+  }
+  return results;
+}
+
+/** Thrown to roll a measured transaction back. */
+class RollBack extends Error {}
+
+function printFairness(f: FairnessResult, costs: ClaimCost[]) {
+  console.log(
+    `\nFairness: another organization's executes (${OTHER_ITEMS} at ${OTHER_PER_SECOND}/s, ` +
+      `${STEPS.length} set steps) alone, and while one organization (sandbox key) has queued ` +
+      `${FLOOD_INSTANCES} instances of one ${FLOOD_CALL_MS} ms http_request step`,
+  );
+  console.log(table([
+    ["other organization", "execute → first step p50 / p99", "→ finished p50 / p99", "flood"],
+    ["alone", pair(f.alone.start), pair(f.alone.end), "—"],
+    [
+      "during the flood",
+      pair(f.duringFlood.start),
+      pair(f.duringFlood.end),
+      `${f.backlogBefore} → ${f.backlogAfter} unclaimed`,
+    ],
+  ]));
+  console.log(
+    `\nOne claim of ${CLAIM_LIMIT} jobs with ${CLAIM_BACKLOG.toLocaleString("en")} due jobs of ` +
+      `one organization (${CLAIM_HELD} of them running) and one due job in each of N others ` +
+      `(PostgreSQL's time, ${CLAIM_SAMPLES} samples, alternating)`,
+  );
+  console.log(table([
+    ["N other organizations", "fair claim p50 / p99", "old oldest-first claim p50 / p99"],
+    ...costs.map((c) => [String(c.otherOrgs), pair(c.fair), pair(c.fifo)]),
+  ]));
+}
+
+// ---------------------------------------------------------------------------------------
 // The section
 // ---------------------------------------------------------------------------------------
 
@@ -689,5 +945,9 @@ export const workflowsSection: BenchSection = {
       results.ours.push(o);
     }
     printResults(summarize(results.ours), summarize(results.graphile), ctx.settings.rounds);
+    ctx.log("fairness: another organization's executes alone, then during a flood");
+    const fairness = await measureFairness(ctx, ours);
+    ctx.log("claim cost: fair against oldest-first");
+    printFairness(fairness, await measureClaimCost(ctx));
   },
 };
