@@ -110,7 +110,7 @@ export function buildOpenApiDocument(groups: DocumentedGroup[], serverUrl: strin
           ...(idempotent
             ? {
               headers: z.object({
-                "idempotency-key": z.string().min(1).max(255).optional().openapi({
+                "Idempotency-Key": z.string().min(1).max(255).optional().openapi({
                   description:
                     "Replays the first answer to the same request within 24 h (1-255 visible ASCII)",
                 }),

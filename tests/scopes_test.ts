@@ -225,14 +225,18 @@ test("OpenAPI shows each action's scopes, its security, and Idempotency-Key only
   const create = paths["/contacts/create"].post;
   assert.deepEqual(create["x-required-scopes"], ["contacts:write", "write"]);
   assert.equal(create["x-mutates"], true);
-  assert.ok(create.parameters.some((p: { name: string }) => p.name === "idempotency-key"));
+  assert.ok(
+    create.parameters.some((p: { name: string }) => p.name.toLowerCase() === "idempotency-key"),
+  );
   assert.ok(create.responses["409"] && create.responses["422"]);
 
   const webhooksList = paths["/webhooks/list"].post;
   assert.deepEqual(webhooksList["x-required-scopes"], ["webhooks:admin", "admin"]);
   assert.equal(webhooksList["x-mutates"], false);
   assert.ok(
-    !(webhooksList.parameters ?? []).some((p: { name: string }) => p.name === "idempotency-key"),
+    !(webhooksList.parameters ?? []).some((p: { name: string }) =>
+      p.name.toLowerCase() === "idempotency-key"
+    ),
   );
   assert.doesNotMatch(webhooksList.description, /Idempotency-Key/);
   assert.equal(webhooksList.responses["409"], undefined);
@@ -242,7 +246,9 @@ test("OpenAPI shows each action's scopes, its security, and Idempotency-Key only
   const webhooksCreate = paths["/webhooks/create"].post;
   assert.equal(webhooksCreate["x-mutates"], true);
   assert.ok(
-    !(webhooksCreate.parameters ?? []).some((p: { name: string }) => p.name === "idempotency-key"),
+    !(webhooksCreate.parameters ?? []).some((p: { name: string }) =>
+      p.name.toLowerCase() === "idempotency-key"
+    ),
   );
 
   const keys = paths["/api-keys/create"].post;

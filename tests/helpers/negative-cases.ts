@@ -86,11 +86,17 @@ const nestedArrays = (levels: number): unknown => levels === 0 ? [] : [nestedArr
 // deno-lint-ignore no-explicit-any
 let openApiDocument: Promise<{ paths: Record<string, any> }> | undefined;
 
-/** The names of the `data` fields the OpenAPI document gives for `/<group>/<suffix>`. */
-async function documentedDataFields(path: string): Promise<string[]> {
+/** The OpenAPI operation of `/<group>/<suffix>`. */
+async function documentedOperation(path: string) {
   openApiDocument ??= fetch(`${stack.api_url}/v1/openapi`).then((r) => r.json());
   const operation = (await openApiDocument).paths[`/${path}`]?.post;
   assert.ok(operation, `/${path} is in the OpenAPI document`);
+  return operation;
+}
+
+/** The names of the `data` fields the OpenAPI document gives for `/<group>/<suffix>`. */
+async function documentedDataFields(path: string): Promise<string[]> {
+  const operation = await documentedOperation(path);
   const schema = operation.requestBody?.content?.["application/json"]?.schema;
   return Object.keys(schema?.properties?.data?.properties ?? {});
 }
@@ -263,6 +269,16 @@ export function negativeCases(endpoint: EndpointUnderTest) {
     expectError(response, 400, "VALIDATION_ERROR");
     assert.equal(response.body.error.details.field, endpoint.invalid.field);
     assert.equal(typeof response.body.error.details.constraint, "string");
+  });
+
+  test(name("Idempotency-Key is never replayed by an action that changes nothing"), async () => {
+    if ((await documentedOperation(path))["x-mutates"] !== false) return;
+    const options = { ...(await allowed()), headers: { "idempotency-key": crypto.randomUUID() } };
+    for (let i = 0; i < 2; i++) {
+      const response = await api(path, await validBody(), options);
+      assert.equal(response.status, 200, JSON.stringify(response.body));
+      assert.equal(response.headers.get("idempotent-replayed"), null);
+    }
   });
 
   test(name("methods other than POST are 405"), async () => {
