@@ -193,7 +193,7 @@ test("a step whose result the database refuses fails with the cause, after its a
   await db.unsafe(`
     create function public.${name}() returns trigger language plpgsql as $$
     begin
-      if new.output -> 'body' ->> 'marker' = '${marker}' then
+      if strpos(new.output::text, '${marker}') > 0 then
         raise exception 'value for this test is out of range' using errcode = '22003';
       end if;
       return new;
@@ -231,6 +231,15 @@ test("a step whose result the database refuses fails with the cause, after its a
     assert.equal(call.output, null);
     assert.equal(call.error.details.sqlstate, "22003");
     assert.equal(instance.steps.length, 2, "the step after it never ran");
+
+    // A pure step's record is written with the instance's last commit: when that is
+    // refused, the instance ends failed with the cause (pure steps are not retried).
+    const pure = await createWorkflow(key, { steps: [setStep("only", { marker })] });
+    const ended = await execute(key, pure, {}, true);
+    assert.equal(ended.status, "failed");
+    assert.equal(ended.error.code, "STEP_RESULT_UNSTORABLE");
+    assert.equal(ended.error.step_id, "only");
+    assert.equal(await jobOf(ended.instance_id), undefined);
   } finally {
     await receiver.close();
     await db.unsafe(
