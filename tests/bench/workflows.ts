@@ -765,6 +765,11 @@ function printFairness(f: FairnessResult, costs: ClaimCost[]) {
     ],
   ]));
   console.log(
+    `  (the flood holds every slot, so another organization's job waits for the next slot to ` +
+      `free: up to one flood call (${FLOOD_CALL_MS} ms) when the flood's calls end together; ` +
+      `the old oldest-first claim made it wait for the whole backlog)`,
+  );
+  console.log(
     `\nOne claim of ${CLAIM_LIMIT} jobs with ${CLAIM_BACKLOG.toLocaleString("en")} due jobs of ` +
       `one organization (${CLAIM_HELD} of them running) and one due job in each of N others ` +
       `(PostgreSQL's time, ${CLAIM_SAMPLES} samples, alternating)`,
