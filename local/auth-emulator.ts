@@ -12,7 +12,7 @@
 import postgres from "postgres";
 import { type JWTPayload, jwtVerify, SignJWT } from "jose";
 import bcrypt from "bcryptjs";
-import { findUnstorable } from "../shared/storable-json.ts";
+import { findUnstorable } from "../shared/platform/storable-json.ts";
 
 export interface AuthEmulatorOptions {
   /** A postgres.js pool connected as the superuser `postgres`. */

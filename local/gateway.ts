@@ -8,21 +8,36 @@
  */
 import { getPath } from "hono/utils/url";
 import postgres from "postgres";
-import { functionPath } from "../shared/app.ts";
-import { ApiError } from "../shared/errors.ts";
+import { functionPath } from "../shared/platform/app.ts";
+import { ApiError } from "../shared/platform/errors.ts";
 import { createAuthEmulator } from "./auth-emulator.ts";
 
 type FetchHandler = (request: Request) => Response | Promise<Response>;
 
 const FUNCTIONS_DIR = new URL("../supabase/functions/", import.meta.url);
 
-/** Every function folder with an app.ts (folders starting with `_` are shared code). */
+/**
+ * Every function folder's own `index.ts`, the entry point Supabase deploys, with
+ * `Deno.serve` caught while it is imported: the handler it would serve is kept here
+ * instead of a server being started (folders starting with `_` are shared code).
+ */
 async function loadFunctions(): Promise<Map<string, FetchHandler>> {
   const apps = new Map<string, FetchHandler>();
-  for (const entry of Deno.readDirSync(FUNCTIONS_DIR)) {
-    if (!entry.isDirectory || entry.name.startsWith("_")) continue;
-    const module = await import(new URL(`${entry.name}/app.ts`, FUNCTIONS_DIR).href);
-    apps.set(entry.name, module.default.fetch);
+  const serve = Deno.serve;
+  try {
+    for (const entry of Deno.readDirSync(FUNCTIONS_DIR)) {
+      if (!entry.isDirectory || entry.name.startsWith("_")) continue;
+      let handler: FetchHandler | undefined;
+      Deno.serve = ((served: FetchHandler) => {
+        handler = served;
+        return { finished: Promise.resolve() } as Deno.HttpServer;
+      }) as typeof Deno.serve;
+      await import(new URL(`${entry.name}/index.ts`, FUNCTIONS_DIR).href);
+      if (!handler) throw new Error(`supabase/functions/${entry.name}/index.ts served nothing`);
+      apps.set(entry.name, handler);
+    }
+  } finally {
+    Deno.serve = serve;
   }
   return apps;
 }
@@ -53,7 +68,7 @@ const READS_CLIENT_ADDRESS = new Set(["auth"]);
 
 /**
  * Appends the connecting peer's address to X-Forwarded-For, as Supabase's proxies do in
- * production, so shared/sign-in-limits.ts reads it the same way in both places. Only for
+ * production, so shared/auth/sign-in-limits.ts reads it the same way in both places. Only for
  * the functions that need it: the copy of the request costs the others nothing.
  */
 function withForwardedFor(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) {

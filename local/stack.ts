@@ -5,7 +5,7 @@
  * `deno task start` (durable, in .bivelio/) and by the tests and benchmarks (throwaway).
  */
 import postgres from "postgres";
-import { mintApiKey } from "../shared/api-keys.ts";
+import { mintApiKey } from "../shared/api-keys/keys.ts";
 import { signApiRoleKey } from "./auth-emulator.ts";
 import { DEMO_KEYS, DEMO_ORGS } from "./demo.ts";
 import { migrate, runSqlFile } from "./migrate.ts";

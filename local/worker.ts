@@ -4,9 +4,9 @@
  * SUPABASE_DB_URL, BIVELIO_WORKER_CONCURRENCY (default 16), BIVELIO_WORKER_LEASE_SECONDS
  * (default 30). SIGTERM/SIGINT: stop claiming, finish running jobs, exit.
  */
-import { closeDb } from "../shared/db.ts";
-import { JOB_HANDLERS } from "../shared/job-handlers.ts";
-import { Worker } from "../shared/worker.ts";
+import { closeDb } from "../shared/platform/db.ts";
+import { JOB_HANDLERS } from "../shared/job-kinds.ts";
+import { Worker } from "../shared/platform/worker.ts";
 
 const setting = (name: string, fallback: number) => Number(Deno.env.get(name) ?? fallback);
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseApiKey } from "../shared/api-key-format.ts";
+import { parseApiKey } from "../shared/api-keys/format.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, test, type TestOrg } from "./helpers/stack.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { idempotencyRequestHash } from "../shared/middleware/idempotency.ts";
+import { idempotencyRequestHash } from "../shared/platform/middleware/idempotency.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import {
   api,

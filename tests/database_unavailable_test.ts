@@ -4,7 +4,7 @@
  * The app is run in this process against a port where no database listens.
  */
 import assert from "node:assert/strict";
-import { generateApiKey } from "../shared/api-key-format.ts";
+import { generateApiKey } from "../shared/api-keys/format.ts";
 
 function closedPort() {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -19,9 +19,9 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     Deno.env.set("SUPABASE_DB_URL", `postgresql://postgres:x@127.0.0.1:${closedPort()}/postgres`);
-    const { default: contacts } = await import("../supabase/functions/contacts/app.ts");
-    const { createHealthApp } = await import("../shared/health.ts");
-    const { closeDb } = await import("../shared/db.ts");
+    const { default: contacts } = await import("../shared/contacts/app.ts");
+    const { createHealthApp } = await import("../shared/platform/health.ts");
+    const { closeDb } = await import("../shared/platform/db.ts");
     try {
       const response = await contacts.request("http://local/contacts/list", {
         method: "POST",
@@ -48,7 +48,7 @@ Deno.test({
 });
 
 Deno.test("a lost connection's rejection left unhandled inside postgres.js does not end the process", async () => {
-  await import("../shared/db.ts");
+  await import("../shared/platform/db.ts");
   const lost = Object.assign(new Error("write CONNECTION_CLOSED 127.0.0.1:5432"), {
     code: "CONNECTION_CLOSED",
     errno: "CONNECTION_CLOSED",

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createClient } from "@supabase/supabase-js";
 import { migrationFiles } from "../local/migrate.ts";
-import { REQUIRED_MIGRATION } from "../shared/schema-version.ts";
+import { REQUIRED_MIGRATION } from "../shared/platform/schema-version.ts";
 import { expectError } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, stack, test } from "./helpers/stack.ts";
 

@@ -1,6 +1,6 @@
 /**
  * Fairness of the job queue (20261201000200_fair_job_claim.sql) and the worker's lease
- * heartbeat (shared/worker.ts).
+ * heartbeat (shared/platform/worker.ts).
  *
  * 1. One organization, with a sandbox key, floods the queue with instances whose one step
  *    calls a slow receiver in this process (1 s per call), so the stack's worker (16 slots)

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { type RequestClaims, type Tx, withClaims } from "../shared/db.ts";
-import { emitEvent } from "../shared/events.ts";
+import { type RequestClaims, type Tx, withClaims } from "../shared/platform/db.ts";
+import { emitEvent } from "../shared/platform/events.ts";
 import type { Environment } from "../shared/platform/environment.ts";
 import {
   createReceiverApp,

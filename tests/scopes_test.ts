@@ -4,7 +4,7 @@
  * and Idempotency-Key applying only to actions that change state.
  */
 import assert from "node:assert/strict";
-import { SCOPE_GROUPS } from "../shared/principal.ts";
+import { SCOPE_GROUPS } from "../shared/platform/principal.ts";
 import { expectError } from "./helpers/negative-cases.ts";
 import { api, type ApiResponse, createTestOrg, stack, test } from "./helpers/stack.ts";
 import { createWorkflow } from "./helpers/workflows.ts";

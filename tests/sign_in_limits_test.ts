@@ -219,8 +219,8 @@ test("Auth's 429 stays 429 with its Retry-After; the client's address goes to Au
     BIVELIO_AUTH_SECRET_KEY: "sb_secret_project",
   };
   for (const [name, value] of Object.entries(env)) Deno.env.set(name, value);
-  const { default: app } = await import("../supabase/functions/auth/app.ts");
-  const { closeDb } = await import("../shared/db.ts");
+  const { default: app } = await import("../shared/auth/app.ts");
+  const { closeDb } = await import("../shared/platform/db.ts");
   // As Supabase's proxy would pass it: the client forged the first entry.
   const address = "203.0.113.9";
   const call = async (apikey = "project-anon-key") => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isoTimestamp } from "../shared/time.ts";
+import { isoTimestamp } from "../shared/platform/time.ts";
 
 const viaToIsoString = (date: Date) => `${date.toISOString().slice(0, 19)}Z`;
 

@@ -1,6 +1,6 @@
 /**
  * Input the API would not keep as sent is refused before anything runs, with a 400 naming
- * the field (shared/storable-json.ts, middleware/json-body.ts): lone UTF-16 surrogates
+ * the field (shared/platform/storable-json.ts, middleware/json-body.ts): lone UTF-16 surrogates
  * (jsonb refuses them, text turns them into U+FFFD) and numbers a double cannot hold
  * exactly (`1e309` became null, `12345678901234567890` became 12345678901234567000).
  */

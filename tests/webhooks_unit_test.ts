@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { Webhook } from "standardwebhooks";
-import { ApiError } from "../shared/errors.ts";
+import { ApiError } from "../shared/platform/errors.ts";
 import {
   generateWebhookSecret,
   signatureHeaders,

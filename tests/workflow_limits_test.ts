@@ -1,10 +1,10 @@
 /**
  * Bounded workflow data (INSTANCE_LIMITS in shared/workflows/instances.ts, the event limit
- * in shared/events.ts) and steps whose result cannot be stored: each fails once, with its
+ * in shared/platform/events.ts) and steps whose result cannot be stored: each fails once, with its
  * own code, instead of growing without bound or being run again as a crash.
  */
 import assert from "node:assert/strict";
-import { MAX_EVENT_PAYLOAD_BYTES } from "../shared/events.ts";
+import { MAX_EVENT_PAYLOAD_BYTES } from "../shared/platform/events.ts";
 import { INSTANCE_LIMITS } from "../shared/workflows/instances.ts";
 import { expectError } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, test } from "./helpers/stack.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Job, leaseFor } from "../shared/worker.ts";
+import { type Job, leaseFor } from "../shared/platform/worker.ts";
 import { runWorkflowJob } from "../shared/workflows/engine.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, duringTransaction, stack, test } from "./helpers/stack.ts";

@@ -26,10 +26,10 @@
 import { Buffer } from "node:buffer";
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { Context } from "hono";
-import { envelope, newApp } from "../app.ts";
-import { config } from "../config.ts";
-import { serviceSql, type Tx, withClaims } from "../db.ts";
-import { ApiError } from "../errors.ts";
+import { envelope, newApp } from "./app.ts";
+import { config } from "./config.ts";
+import { serviceSql, type Tx, withClaims } from "./db.ts";
+import { ApiError } from "./errors.ts";
 import type { Environment } from "./environment.ts";
 import { openSecrets, sealSecrets } from "./secrets.ts";
 

@@ -14,7 +14,7 @@
  * (the errors here name no value and no key).
  */
 import { Buffer } from "node:buffer";
-import { config } from "../config.ts";
+import { config } from "./config.ts";
 
 const VERSION = "v1";
 const KEY_BYTES = 32;

@@ -4,12 +4,12 @@
  * sent by the worker (delivery-job.ts); these functions take the caller's RLS transaction.
  */
 import { z } from "zod";
-import { type Tx, withClaims } from "../db.ts";
-import { notFound } from "../errors.ts";
-import { EVENT_TYPES } from "../events.ts";
-import { paginationInput, paginationOf } from "../pagination.ts";
-import type { Principal } from "../principal.ts";
-import { isoTimestamp } from "../time.ts";
+import { type Tx, withClaims } from "../platform/db.ts";
+import { notFound } from "../platform/errors.ts";
+import { EVENT_TYPES } from "../platform/events.ts";
+import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import type { Principal } from "../platform/principal.ts";
+import { isoTimestamp } from "../platform/time.ts";
 import { webhookId } from "./endpoints.ts";
 
 /** The event name of test deliveries (`test`); never an outbox event, never subscribed to. */

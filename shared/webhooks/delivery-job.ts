@@ -13,12 +13,12 @@
  * disabled. A worker that dies mid-attempt loses nothing: the job's lease runs out and the
  * attempt is made again (receivers deduplicate on `webhook-id`).
  */
-import { serviceSql } from "../db.ts";
+import { serviceSql } from "../platform/db.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { userEndpoints } from "../platform/outbound/user-endpoints.ts";
 import { clientFor } from "../platform/providers.ts";
-import { isoTimestamp } from "../time.ts";
-import { type Lease, MAX_CLAIMS } from "../worker.ts";
+import { isoTimestamp } from "../platform/time.ts";
+import { type Lease, MAX_CLAIMS } from "../platform/worker.ts";
 import { signatureHeaders } from "./signing.ts";
 import { requiresHttps } from "./targets.ts";
 

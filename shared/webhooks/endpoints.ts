@@ -5,12 +5,12 @@
  * the API role cannot select them, so no list or get can leak one.
  */
 import { z } from "zod";
-import type { Tx } from "../db.ts";
-import { ApiError, notFound } from "../errors.ts";
-import { EVENT_TYPES } from "../events.ts";
-import { paginationInput, paginationOf } from "../pagination.ts";
-import type { Principal } from "../principal.ts";
-import { isoTimestamp } from "../time.ts";
+import type { Tx } from "../platform/db.ts";
+import { ApiError, notFound } from "../platform/errors.ts";
+import { EVENT_TYPES } from "../platform/events.ts";
+import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import type { Principal } from "../platform/principal.ts";
+import { isoTimestamp } from "../platform/time.ts";
 import { generateWebhookSecret } from "./signing.ts";
 import { checkWebhookUrl } from "./targets.ts";
 

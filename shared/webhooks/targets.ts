@@ -5,7 +5,7 @@
  * Checked when a URL is saved, as a VALIDATION_ERROR naming `url`; every delivery checks
  * again (outboundFetch), so a name that later resolves elsewhere is refused then.
  */
-import { invalidField } from "../errors.ts";
+import { invalidField } from "../platform/errors.ts";
 import {
   checkOutboundUrl,
   OutboundBlockedError,

@@ -5,12 +5,12 @@
  * running the version they started with.
  */
 import { z } from "zod";
-import type { Tx } from "../db.ts";
-import { invalidField, notFound } from "../errors.ts";
-import { EVENT_TYPES } from "../events.ts";
-import { paginationInput, paginationOf } from "../pagination.ts";
-import { isoTimestamp } from "../time.ts";
-import { validationError } from "../validation.ts";
+import type { Tx } from "../platform/db.ts";
+import { invalidField, notFound } from "../platform/errors.ts";
+import { EVENT_TYPES } from "../platform/events.ts";
+import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { isoTimestamp } from "../platform/time.ts";
+import { validationError } from "../platform/validation.ts";
 import { STEP_TYPE_NAMES, STEP_TYPES } from "./steps.ts";
 import { hasTemplate, TemplateError, templateRefs } from "./templates.ts";
 

@@ -25,11 +25,11 @@
  * crash recovery (run the job again, WORKER_CRASHED after MAX_CLAIMS) is for crashes.
  */
 import postgres from "postgres";
-import { type RequestClaims, serviceSql, type Tx, withClaims } from "../db.ts";
-import { emitEvent } from "../events.ts";
-import { formatBytes, jsonLargerThan, jsonSize } from "../json-size.ts";
-import { validationError } from "../validation.ts";
-import { type Lease, MAX_CLAIMS } from "../worker.ts";
+import { type RequestClaims, serviceSql, type Tx, withClaims } from "../platform/db.ts";
+import { emitEvent } from "../platform/events.ts";
+import { formatBytes, jsonLargerThan, jsonSize } from "../platform/json-size.ts";
+import { validationError } from "../platform/validation.ts";
+import { type Lease, MAX_CLAIMS } from "../platform/worker.ts";
 import type { StepDefinition } from "./definitions.ts";
 import { INSTANCE_LIMITS, isFinished } from "./instances.ts";
 import { STEP_TYPES, StepFailure, type StepOutcome } from "./steps.ts";

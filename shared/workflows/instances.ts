@@ -3,11 +3,11 @@
  * and waiting for an instance to end (sync execute).
  */
 import { z } from "zod";
-import { listenSql, type Tx } from "../db.ts";
-import { ApiError, notFound } from "../errors.ts";
-import { formatBytes, jsonLargerThan, KiB, MiB } from "../json-size.ts";
-import { paginationInput, paginationOf } from "../pagination.ts";
-import { isoTimestamp } from "../time.ts";
+import { listenSql, type Tx } from "../platform/db.ts";
+import { ApiError, notFound } from "../platform/errors.ts";
+import { formatBytes, jsonLargerThan, KiB, MiB } from "../platform/json-size.ts";
+import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { isoTimestamp } from "../platform/time.ts";
 import { workflowId } from "./definitions.ts";
 
 export const instanceId = z.string().regex(

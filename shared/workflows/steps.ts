@@ -17,13 +17,13 @@ import {
   createContactInput,
   updateContact,
   updateContactInput,
-} from "../contacts.ts";
-import type { Tx } from "../db.ts";
-import { ApiError } from "../errors.ts";
+} from "../contacts/contacts.ts";
+import type { Tx } from "../platform/db.ts";
+import { ApiError } from "../platform/errors.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { outboundFetch } from "../platform/outbound/fetch.ts";
-import { KiB } from "../json-size.ts";
-import { findUnstorable, storableText } from "../storable-json.ts";
+import { KiB } from "../platform/json-size.ts";
+import { findUnstorable, storableText } from "../platform/storable-json.ts";
 
 export class StepFailure extends Error {
   constructor(

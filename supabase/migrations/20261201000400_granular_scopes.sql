@@ -1,7 +1,7 @@
 -- Granular API key scopes. Besides the spec's broad `read`, `write` and `admin` (that level
 -- in every group), a key may hold one group's level: `contacts:read`, `workflows:write`,
 -- `webhooks:admin`. Levels include the ones below them (admin ⊇ write ⊇ read). The API
--- checks them on every call (shared/principal.ts) and accepts only the groups that exist;
+-- checks them on every call (shared/platform/principal.ts) and accepts only the groups that exist;
 -- the database checks their shape, so a new group needs no migration.
 
 create function private.api_key_scopes_valid(p_scopes text[]) returns boolean

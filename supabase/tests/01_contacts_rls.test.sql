@@ -9,7 +9,7 @@ select plan(30);
 
 \ir _helpers.psql
 
--- Callers are impersonated as the API does (shared/db.ts withClaims): role authenticated
+-- Callers are impersonated as the API does (shared/platform/db.ts withClaims): role authenticated
 -- and request.jwt.claims, both local to this transaction.
 
 -- Fixtures (as the superuser, which bypasses RLS).

@@ -1,6 +1,6 @@
 /**
  * The contacts-list baseline: a bare Deno HTTP server that answers every POST with the
- * first page of contacts, using the same SELECT as `listContacts` in shared/contacts.ts
+ * first page of contacts, using the same SELECT as `listContacts` in shared/contacts/contacts.ts
  * does for `{per_page: 25, page: 1}` (same columns, window count, ORDER BY and LIMIT), with
  * an explicit org and environment filter instead of row-level security. No middleware,
  * no authentication: what the database and the runtime cost on their own.
@@ -19,7 +19,7 @@ const orgId = env("BENCH_ORG_ID");
 const perPage = 25;
 const page = 1;
 
-// The same pool settings as shared/db.ts (10 connections by default, prepared statements).
+// The same pool settings as shared/platform/db.ts (10 connections by default, prepared statements).
 const sql = postgres(env("BENCH_DB_URL"), {
   max: 10,
   idle_timeout: 30,

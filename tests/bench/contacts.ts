@@ -3,8 +3,8 @@
  * authentication with its rate-limit count, RLS transaction, validation, envelope) against
  * a bare Deno server running the same SELECT (tests/bench/baseline-server.ts).
  */
-import { mintApiKey } from "../../shared/api-keys.ts";
-import type { ContactRow } from "../../shared/contacts.ts";
+import { mintApiKey } from "../../shared/api-keys/keys.ts";
+import type { ContactRow } from "../../shared/contacts/contacts.ts";
 import { compare, printComparison } from "./compare.ts";
 import { profileContactsList } from "./contacts-profile.ts";
 import { type BenchContext, type BenchSection, startDenoServer } from "./context.ts";

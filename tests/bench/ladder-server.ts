@@ -1,7 +1,7 @@
 /**
  * One step of the contacts-list "ladder" (BENCH_PROFILE=1): a bare Deno server that does a
  * growing part of the API's database work for `{"action":"list","data":{"per_page":25}}`,
- * with the API's own code (shared/db.ts pool and RLS transaction, shared/contacts.ts), but
+ * with the API's own code (shared/platform/db.ts pool and RLS transaction, shared/contacts/contacts.ts), but
  * without the gateway, Hono, middleware and validation. The distance between two steps is
  * what that part costs; the distance from the last step to the API is the framework's.
  *
@@ -11,12 +11,12 @@
  *                 auth; BEGIN; set_config + SELECT pipelined; COMMIT)
  *   auth-list   + listContacts (contactToApi, pagination) and the success envelope
  *
- * Env: PORT, SUPABASE_DB_URL (read by shared/db.ts), BENCH_ORG_ID, BENCH_API_KEY,
+ * Env: PORT, SUPABASE_DB_URL (read by shared/platform/db.ts), BENCH_ORG_ID, BENCH_API_KEY,
  * BENCH_STEP. Started by tests/bench/contacts-profile.ts.
  */
-import { hashApiKey } from "../../shared/api-key-format.ts";
-import { listContacts } from "../../shared/contacts.ts";
-import { type RequestClaims, serviceSql, type Tx, withClaims } from "../../shared/db.ts";
+import { hashApiKey } from "../../shared/api-keys/format.ts";
+import { listContacts } from "../../shared/contacts/contacts.ts";
+import { type RequestClaims, serviceSql, type Tx, withClaims } from "../../shared/platform/db.ts";
 
 type LadderStep = "select" | "auth" | "auth-tx" | "auth-list";
 

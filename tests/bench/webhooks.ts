@@ -19,7 +19,7 @@
  * and a 2xx on record, and no delivery id twice: nothing lost, nothing duplicated.
  */
 import postgres from "postgres";
-import { mintApiKey } from "../../shared/api-keys.ts";
+import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import { type BenchContext, type BenchSection, freePort, startDenoServer } from "./context.ts";
 import { ms, table } from "./measure.ts";
 

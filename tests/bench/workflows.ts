@@ -41,7 +41,7 @@
  * execute → first step < 50 ms in the burst. The CPU time of each group of processes
  * during the burst is shown too: on two cores it is what bounds throughput.
  */
-import { mintApiKey } from "../../shared/api-keys.ts";
+import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import { type BenchContext, type BenchSection, median } from "./context.ts";
 import { ms, percent, table } from "./measure.ts";
 

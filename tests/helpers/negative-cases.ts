@@ -9,9 +9,14 @@
  * Each case asserts the status, the envelope's error code and the X-Request-Id header.
  */
 import assert from "node:assert/strict";
-import { generateApiKey, hashApiKey } from "../../shared/api-key-format.ts";
-import { type Scope, SCOPE_GROUPS, SCOPE_LEVELS, type ScopeLevel } from "../../shared/principal.ts";
-import { MAX_JSON_DEPTH } from "../../shared/storable-json.ts";
+import { generateApiKey, hashApiKey } from "../../shared/api-keys/format.ts";
+import {
+  type Scope,
+  SCOPE_GROUPS,
+  SCOPE_LEVELS,
+  type ScopeLevel,
+} from "../../shared/platform/principal.ts";
+import { MAX_JSON_DEPTH } from "../../shared/platform/storable-json.ts";
 import {
   api,
   type ApiResponse,

@@ -5,7 +5,7 @@
  */
 import postgres from "postgres";
 import * as jose from "jose";
-import { mintApiKey, type MintKey } from "../../shared/api-keys.ts";
+import { mintApiKey, type MintKey } from "../../shared/api-keys/keys.ts";
 import type { StackInfo } from "../../local/stack.ts";
 
 const infoPath = Deno.env.get("BIVELIO_TEST_STACK");

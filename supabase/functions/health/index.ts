@@ -1,3 +1,3 @@
-import app from "./app.ts";
+import app from "../../../shared/platform/functions/health.ts";
 
 Deno.serve(app.fetch);

@@ -1,3 +1,3 @@
-import app from "./app.ts";
+import app from "../../../shared/platform/functions/ready.ts";
 
 Deno.serve(app.fetch);

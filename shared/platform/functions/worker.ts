@@ -6,10 +6,10 @@
  * runs the queue instead, and this endpoint answers 404 unless the secret is set.
  */
 import { timingSafeEqual } from "node:crypto";
-import { newApp } from "../../../shared/app.ts";
-import { ApiError } from "../../../shared/errors.ts";
-import { JOB_HANDLERS } from "../../../shared/job-handlers.ts";
-import { Worker } from "../../../shared/worker.ts";
+import { newApp } from "../app.ts";
+import { ApiError } from "../errors.ts";
+import { JOB_HANDLERS } from "../../job-kinds.ts";
+import { Worker } from "../worker.ts";
 
 const encoder = new TextEncoder();
 

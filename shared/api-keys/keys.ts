@@ -3,11 +3,11 @@
  * rotation with an optional grace period, and revocation.
  */
 import { z } from "zod";
-import { generateApiKey, hashApiKey, type KeyEnvironment, type KeyType } from "./api-key-format.ts";
-import type { Sql, Tx } from "./db.ts";
-import { ApiError, invalidField, notFound } from "./errors.ts";
-import { ALL_SCOPES, levelOf, type Scope } from "./principal.ts";
-import { isoTimestamp } from "./time.ts";
+import { generateApiKey, hashApiKey, type KeyEnvironment, type KeyType } from "./format.ts";
+import type { Sql, Tx } from "../platform/db.ts";
+import { ApiError, invalidField, notFound } from "../platform/errors.ts";
+import { ALL_SCOPES, levelOf, type Scope } from "../platform/principal.ts";
+import { isoTimestamp } from "../platform/time.ts";
 
 export const MAX_ROTATION_GRACE_SECONDS = 24 * 60 * 60;
 const keyId = z.string().regex(/^key_[0-9a-z]{1,64}$/, "must be an API key id (key_…)");

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import * as jose from "jose";
-import { hashApiKey, looksLikeApiKey, parseApiKey } from "../api-key-format.ts";
+import { hashApiKey, looksLikeApiKey, parseApiKey } from "../../api-keys/format.ts";
 import { config } from "../config.ts";
 import { serviceSql } from "../db.ts";
 import { ApiError } from "../errors.ts";

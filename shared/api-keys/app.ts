@@ -1,4 +1,4 @@
-import { createGroupApp, defineAction } from "../../../shared/app.ts";
+import { createGroupApp, defineAction } from "../platform/app.ts";
 import {
   createKeyInput,
   listApiKeys,
@@ -9,7 +9,7 @@ import {
   revokeKeyInput,
   rotateApiKey,
   rotateKeyInput,
-} from "../../../shared/api-keys.ts";
+} from "./keys.ts";
 
 /**
  * POST /v1/api-keys[/<action>]: key management. Only a signed-in owner or admin (user

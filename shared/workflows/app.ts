@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { createGroupApp, defineAction } from "../../../shared/app.ts";
-import { withClaims } from "../../../shared/db.ts";
+import { createGroupApp, defineAction } from "../platform/app.ts";
+import { withClaims } from "../platform/db.ts";
 import {
   archiveWorkflow,
   createWorkflow,
@@ -11,7 +11,7 @@ import {
   updateWorkflow,
   updateWorkflowInput,
   workflowId,
-} from "../../../shared/workflows/definitions.ts";
+} from "./definitions.ts";
 import {
   byInstanceId,
   cancelInstance,
@@ -23,7 +23,7 @@ import {
   listInstancesInput,
   SYNC_EXECUTE_TIMEOUT_MS,
   waitForInstanceEnd,
-} from "../../../shared/workflows/instances.ts";
+} from "./instances.ts";
 
 const byWorkflowId = z.strictObject({ workflow_id: workflowId });
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { createGroupApp, defineAction } from "../../../shared/app.ts";
+import { createGroupApp, defineAction } from "../platform/app.ts";
 import {
   contactId,
   createContact,
@@ -10,7 +10,7 @@ import {
   listContactsInput,
   updateContact,
   updateContactInput,
-} from "../../../shared/contacts.ts";
+} from "./contacts.ts";
 
 const byId = z.strictObject({ id: contactId });
 

@@ -1,5 +1,5 @@
 /** What the worker runs for each kind of job in `private.jobs`. */
-import type { JobHandler, JobKind } from "./worker.ts";
+import type { JobHandler, JobKind } from "./platform/worker.ts";
 import { deliverWebhookJob } from "./webhooks/delivery-job.ts";
 import { runWorkflowJob } from "./workflows/engine.ts";
 

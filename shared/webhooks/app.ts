@@ -1,4 +1,4 @@
-import { createGroupApp, defineAction } from "../../../shared/app.ts";
+import { createGroupApp, defineAction } from "../platform/app.ts";
 import {
   byDeliveryId,
   listDeliveries,
@@ -7,7 +7,7 @@ import {
   redeliver,
   testWebhookInput,
   waitForFirstAttempt,
-} from "../../../shared/webhooks/deliveries.ts";
+} from "./deliveries.ts";
 import {
   byWebhookId,
   createWebhook,
@@ -20,7 +20,7 @@ import {
   rotateWebhookSecret,
   updateWebhook,
   updateWebhookInput,
-} from "../../../shared/webhooks/endpoints.ts";
+} from "./endpoints.ts";
 
 /** POST /v1/webhooks[/<action>]: outbound webhooks and their deliveries (admin scope). */
 export const actions = [

@@ -1,11 +1,11 @@
-import { actions as apiKeys } from "../api-keys/app.ts";
-import { actions as auth } from "../auth/app.ts";
-import { actions as contacts } from "../contacts/app.ts";
-import { actions as webhooks } from "../webhooks/app.ts";
-import { actions as workflows } from "../workflows/app.ts";
-import { newApp } from "../../../shared/app.ts";
-import { ApiError } from "../../../shared/errors.ts";
-import { buildOpenApiDocument } from "../../../shared/openapi.ts";
+import { actions as apiKeys } from "../../api-keys/app.ts";
+import { actions as auth } from "../../auth/app.ts";
+import { actions as contacts } from "../../contacts/app.ts";
+import { actions as webhooks } from "../../webhooks/app.ts";
+import { actions as workflows } from "../../workflows/app.ts";
+import { newApp } from "../app.ts";
+import { ApiError } from "../errors.ts";
+import { buildOpenApiDocument } from "../openapi.ts";
 
 const groups = [
   { group: "auth", actions: auth },

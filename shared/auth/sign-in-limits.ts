@@ -4,9 +4,9 @@
  * where the limits are), and over a limit the caller gets 429 before Auth is asked.
  */
 import { isIP } from "node:net";
-import { config } from "./config.ts";
-import { serviceSql } from "./db.ts";
-import { ApiError } from "./errors.ts";
+import { config } from "../platform/config.ts";
+import { serviceSql } from "../platform/db.ts";
+import { ApiError } from "../platform/errors.ts";
 
 /**
  * The caller's IP address, or null when it cannot be known. The only place it is decided.

@@ -1,13 +1,13 @@
 import { createClient } from "@supabase/supabase-js";
 import type { Context, Hono } from "hono";
 import { z } from "zod";
-import { createGroupApp, defineAction } from "../../../shared/app.ts";
-import { config } from "../../../shared/config.ts";
-import { ApiError } from "../../../shared/errors.ts";
-import { jsonBody } from "../../../shared/middleware/json-body.ts";
-import { beginSignInAttempt, clientAddress } from "../../../shared/sign-in-limits.ts";
-import { isoTimestamp } from "../../../shared/time.ts";
-import { validate } from "../../../shared/validation.ts";
+import { createGroupApp, defineAction } from "../platform/app.ts";
+import { config } from "../platform/config.ts";
+import { ApiError } from "../platform/errors.ts";
+import { jsonBody } from "../platform/middleware/json-body.ts";
+import { beginSignInAttempt, clientAddress } from "./sign-in-limits.ts";
+import { isoTimestamp } from "../platform/time.ts";
+import { validate } from "../platform/validation.ts";
 
 const passwordGrant = z.strictObject({ email: z.email(), password: z.string().min(1).max(1000) });
 const refreshGrant = z.strictObject({ refresh_token: z.string().min(1).max(1000) });
@@ -56,7 +56,7 @@ function retryAfterSeconds(value: string | null): number {
 /**
  * POST /v1/auth/token?grant_type=password|refresh_token: signs in through Supabase Auth
  * (supabase-js) and answers in the spec's shape. Failed attempts are limited per email and
- * per client address (shared/sign-in-limits.ts) before Auth is asked.
+ * per client address (shared/auth/sign-in-limits.ts) before Auth is asked.
  */
 async function issueToken(c: Context) {
   const apikey = c.req.header("apikey");

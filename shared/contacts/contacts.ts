@@ -4,11 +4,11 @@
  * RLS transaction, so organization and environment are decided by Postgres.
  */
 import { z } from "zod";
-import type { Tx } from "./db.ts";
-import { invalidField, notFound } from "./errors.ts";
-import { emitEvent } from "./events.ts";
-import { paginationInput, paginationOf } from "./pagination.ts";
-import { isoTimestamp } from "./time.ts";
+import type { Tx } from "../platform/db.ts";
+import { invalidField, notFound } from "../platform/errors.ts";
+import { emitEvent } from "../platform/events.ts";
+import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { isoTimestamp } from "../platform/time.ts";
 
 export const contactId = z.string().regex(/^ct_[0-9A-Za-z]{1,64}$/, "must be a contact id (ct_…)");
 const tag = z.string().trim().min(1).max(50);

@@ -3,7 +3,7 @@
  * provider's signature over the raw body authenticates, the receiver id names the
  * organization). See shared/platform/receiver.ts.
  */
-import { createReceiverApp, type ReceiverKind } from "../../../shared/platform/receiver.ts";
+import { createReceiverApp, type ReceiverKind } from "../receiver.ts";
 
 /**
  * Every receiver kind this function serves. None yet: WhatsApp (GET verification and

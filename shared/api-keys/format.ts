@@ -4,7 +4,7 @@
  * lets secret scanners recognise a real key and lets us reject typos without a database
  * round trip. Only the SHA-256 of a key is ever stored.
  */
-import { sha256Hex } from "./hash.ts";
+import { sha256Hex } from "../platform/hash.ts";
 
 export type KeyEnvironment = "live" | "test";
 export type KeyType = "secret" | "publishable";

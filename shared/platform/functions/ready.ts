@@ -1,0 +1,3 @@
+import { createHealthApp } from "../health.ts";
+
+export default createHealthApp();

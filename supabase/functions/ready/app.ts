@@ -1,3 +1,0 @@
-import { createHealthApp } from "../../../shared/health.ts";
-
-export default createHealthApp();
