@@ -6,7 +6,8 @@
  */
 import { sha256Hex } from "../platform/hash.ts";
 
-export type KeyEnvironment = "live" | "test";
+import type { Environment } from "../platform/environment.ts";
+
 export type KeyType = "secret" | "publishable";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -14,7 +15,7 @@ const RANDOM_LENGTH = 40;
 const CHECKSUM_LENGTH = 6;
 const KEY_PATTERN = /^bv_(live|test)_(sk|pk)_([0-9A-Za-z]{46})$/;
 
-export function keyPrefix(environment: KeyEnvironment, type: KeyType) {
+export function keyPrefix(environment: Environment, type: KeyType) {
   return `bv_${environment}_${type === "secret" ? "sk" : "pk"}_`;
 }
 
@@ -63,7 +64,7 @@ export interface GeneratedKey {
   lastFour: string;
 }
 
-export function generateApiKey(environment: KeyEnvironment, type: KeyType): GeneratedKey {
+export function generateApiKey(environment: Environment, type: KeyType): GeneratedKey {
   const prefix = keyPrefix(environment, type);
   const body = prefix + randomBase62(RANDOM_LENGTH);
   const key = body + checksum(body);
@@ -76,7 +77,7 @@ export function generateApiKey(environment: KeyEnvironment, type: KeyType): Gene
 }
 
 export interface ParsedKey {
-  environment: KeyEnvironment;
+  environment: Environment;
   type: KeyType;
 }
 
@@ -90,7 +91,7 @@ export function parseApiKey(key: string): ParsedKey | null {
   const body = key.slice(0, -CHECKSUM_LENGTH);
   if (checksum(body) !== key.slice(-CHECKSUM_LENGTH)) return null;
   return {
-    environment: match[1] as KeyEnvironment,
+    environment: match[1] as Environment,
     type: match[2] === "sk" ? "secret" : "publishable",
   };
 }

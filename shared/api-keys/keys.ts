@@ -3,14 +3,16 @@
  * rotation with an optional grace period, and revocation.
  */
 import { z } from "zod";
-import { generateApiKey, hashApiKey, type KeyEnvironment, type KeyType } from "./format.ts";
+import { type Environment, ENVIRONMENTS } from "../platform/environment.ts";
+import { prefixedId } from "../platform/ids.ts";
+import { generateApiKey, hashApiKey, type KeyType } from "./format.ts";
 import type { Sql, Tx } from "../platform/db.ts";
 import { ApiError, invalidField, notFound } from "../platform/errors.ts";
 import { ALL_SCOPES, levelOf, type Scope } from "../platform/principal.ts";
 import { isoTimestamp } from "../platform/time.ts";
 
 export const MAX_ROTATION_GRACE_SECONDS = 24 * 60 * 60;
-const keyId = z.string().regex(/^key_[0-9a-z]{1,64}$/, "must be an API key id (key_…)");
+const keyId = prefixedId("key", "an API key");
 /**
  * Broad (`read`, `write`, `admin`) or one group's (`contacts:read`, `webhooks:admin`); an
  * unknown group or level is a 400 naming `scopes.N`.
@@ -20,7 +22,7 @@ const scopesInput = z.array(z.enum(ALL_SCOPES as [Scope, ...Scope[]]))
 
 export const createKeyInput = z.strictObject({
   name: z.string().trim().min(1).max(100),
-  environment: z.enum(["live", "test"]).default("live"),
+  environment: z.enum(ENVIRONMENTS).default("live"),
   type: z.enum(["secret", "publishable"]).default("secret"),
   scopes: scopesInput.optional(),
   expires_at: z.iso.datetime({ offset: true }).optional(),
@@ -48,7 +50,7 @@ export const revokeKeyInput = z.strictObject({ id: keyId });
 interface KeyRow {
   id: string;
   name: string;
-  environment: KeyEnvironment;
+  environment: Environment;
   key_type: KeyType;
   scopes: Scope[];
   prefix: string;
@@ -91,7 +93,7 @@ export function keyToApi(row: KeyRow) {
 
 export interface MintKey {
   name: string;
-  environment: KeyEnvironment;
+  environment: Environment;
   type: KeyType;
   scopes?: Scope[];
   expires_at?: string | null;

@@ -4,13 +4,14 @@
  * RLS transaction, so organization and environment are decided by Postgres.
  */
 import { z } from "zod";
+import { prefixedId } from "../platform/ids.ts";
 import type { Tx } from "../platform/db.ts";
 import { invalidField, notFound } from "../platform/errors.ts";
 import { emitEvent } from "../platform/events.ts";
-import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 
-export const contactId = z.string().regex(/^ct_[0-9A-Za-z]{1,64}$/, "must be a contact id (ct_…)");
+export const contactId = prefixedId("ct", "a contact");
 const tag = z.string().trim().min(1).max(50);
 const tags = z.array(tag).max(50).transform((list) => [...new Set(list)]);
 const customFieldKey = z.string().min(1).max(100);
@@ -117,7 +118,7 @@ export async function listContacts(tx: Tx, query: ListContacts) {
     from public.contacts
     where ${where}
     order by created_at desc, id desc
-    limit ${query.per_page} offset ${(query.page - 1) * query.per_page}
+    ${pageWindow(tx, query)}
   `;
   // Past the last page the window function has no row to report the total on.
   const total = rows.length > 0 || query.page === 1 ? rows[0]?.total ?? 0 : (await tx<
@@ -126,7 +127,7 @@ export async function listContacts(tx: Tx, query: ListContacts) {
     .total;
   return {
     contacts: rows.map(contactToApi),
-    pagination: paginationOf(query.page, query.per_page, total),
+    pagination: paginationOf(query, total),
   };
 }
 

@@ -9,6 +9,7 @@
  *   and idempotency records (and later the worker), never for customer data on behalf of
  *   a request.
  */
+import type { Environment } from "./environment.ts";
 import postgres from "postgres";
 import { config } from "./config.ts";
 
@@ -114,7 +115,7 @@ export const listenSql = (): Sql =>
 export interface RequestClaims {
   role: "authenticated";
   org_id: string;
-  environment: "live" | "test";
+  environment: Environment;
   sub?: string;
   [claim: string]: unknown;
 }

@@ -1,11 +1,30 @@
+/**
+ * Paged lists, as every `list` action takes and answers them: `page` (from 1) and
+ * `per_page` (1-100, default 20) in, `pagination {page, per_page, total, total_pages}` out.
+ */
 import { z } from "zod";
+import type { Tx } from "./db.ts";
 
-/** `page` (from 1) and `per_page` (1-100, default 20), as every list takes them. */
 export const paginationInput = {
   page: z.number().int().min(1).default(1),
   per_page: z.number().int().min(1).max(100).default(20),
 };
 
-export function paginationOf(page: number, perPage: number, total: number) {
-  return { page, per_page: perPage, total, total_pages: Math.ceil(total / perPage) };
+export interface Page {
+  page: number;
+  per_page: number;
+}
+
+/** The `limit … offset …` of the page, for the end of a list's query. */
+export const pageWindow = (tx: Tx, query: Page) =>
+  tx`limit ${query.per_page} offset ${(query.page - 1) * query.per_page}`;
+
+/** The `pagination` object of a list's answer. */
+export function paginationOf(query: Page, total: number) {
+  return {
+    page: query.page,
+    per_page: query.per_page,
+    total,
+    total_pages: Math.ceil(total / query.per_page),
+  };
 }

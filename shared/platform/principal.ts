@@ -1,3 +1,4 @@
+import type { Environment } from "./environment.ts";
 import type { RequestClaims } from "./db.ts";
 
 /** How much a scope allows; each level includes the ones below it (admin ⊇ write ⊇ read). */
@@ -32,7 +33,7 @@ export interface RequiredScope {
 export interface Principal {
   kind: "user" | "api_key";
   orgId: string;
-  environment: "live" | "test";
+  environment: Environment;
   /** As granted: a user's follow its role, a key's are the ones it was created with. */
   scopes: Scope[];
   /** Users: their id, email and org role. */

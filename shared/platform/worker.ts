@@ -10,6 +10,7 @@
  * Wake-ups: LISTEN on `bivelio_jobs` (every insert into the queue notifies), plus a short
  * poll for jobs that become due by time (retries, delays, expired leases).
  */
+import type { Environment } from "./environment.ts";
 import type postgres from "postgres";
 import { listenSql, serviceSql, type Sql, type Tx } from "./db.ts";
 
@@ -20,7 +21,7 @@ export interface Job {
   kind: JobKind;
   ref: string;
   org_id: string;
-  environment: "live" | "test";
+  environment: Environment;
   lease_token: string;
   /** How many times the job has been claimed, this claim included. */
   claims: number;

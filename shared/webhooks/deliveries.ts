@@ -4,10 +4,11 @@
  * sent by the worker (delivery-job.ts); these functions take the caller's RLS transaction.
  */
 import { z } from "zod";
+import { prefixedId } from "../platform/ids.ts";
 import { type Tx, withClaims } from "../platform/db.ts";
 import { notFound } from "../platform/errors.ts";
 import { EVENT_TYPES } from "../platform/events.ts";
-import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import type { Principal } from "../platform/principal.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { webhookId } from "./endpoints.ts";
@@ -15,10 +16,7 @@ import { webhookId } from "./endpoints.ts";
 /** The event name of test deliveries (`test`); never an outbox event, never subscribed to. */
 export const TEST_EVENT = "webhook.test";
 
-export const deliveryId = z.string().regex(
-  /^whd_[0-9A-Za-z]{1,64}$/,
-  "must be a delivery id (whd_…)",
-);
+export const deliveryId = prefixedId("whd", "a delivery");
 const deliveryStatus = z.enum(["pending", "delivered", "failed", "held"]);
 
 export const listDeliveriesInput = z.strictObject({
@@ -120,7 +118,7 @@ export async function listDeliveries(tx: Tx, query: ListDeliveries) {
       select ${deliveryColumns(tx)} from public.webhook_deliveries
       where ${where}
       order by created_at desc, id desc
-      limit ${query.per_page} offset ${(query.page - 1) * query.per_page}
+      ${pageWindow(tx, query)}
     `,
     tx<{ total: number }[]>`
       select count(*)::int as total from public.webhook_deliveries where ${where}
@@ -128,7 +126,7 @@ export async function listDeliveries(tx: Tx, query: ListDeliveries) {
   ]);
   return {
     deliveries: await withAttempts(tx, rows),
-    pagination: paginationOf(query.page, query.per_page, total),
+    pagination: paginationOf(query, total),
   };
 }
 

@@ -13,6 +13,7 @@
  * disabled. A worker that dies mid-attempt loses nothing: the job's lease runs out and the
  * attempt is made again (receivers deduplicate on `webhook-id`).
  */
+import type { Environment } from "../platform/environment.ts";
 import { serviceSql } from "../platform/db.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { userEndpoints } from "../platform/outbound/user-endpoints.ts";
@@ -39,7 +40,7 @@ interface DeliveryToSend {
   event_type: string;
   data: unknown;
   event_at: Date;
-  environment: "live" | "test";
+  environment: Environment;
   url: string;
   webhook_status: "active" | "disabled";
   /** Signing secrets, newest first. */

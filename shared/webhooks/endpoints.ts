@@ -5,16 +5,17 @@
  * the API role cannot select them, so no list or get can leak one.
  */
 import { z } from "zod";
+import { prefixedId } from "../platform/ids.ts";
 import type { Tx } from "../platform/db.ts";
 import { ApiError, notFound } from "../platform/errors.ts";
 import { EVENT_TYPES } from "../platform/events.ts";
-import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import type { Principal } from "../platform/principal.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { generateWebhookSecret } from "./signing.ts";
 import { checkWebhookUrl } from "./targets.ts";
 
-export const webhookId = z.string().regex(/^wh_[0-9A-Za-z]{1,64}$/, "must be a webhook id (wh_…)");
+export const webhookId = prefixedId("wh", "a webhook");
 
 const url = z.string().trim().min(1).max(2048);
 const events = z.array(z.enum(EVENT_TYPES)).min(1).max(EVENT_TYPES.length * 2)
@@ -128,13 +129,13 @@ export async function listWebhooks(tx: Tx, query: ListWebhooks) {
     tx<WebhookRow[]>`
       ${selectWebhooks(tx)} ${where}
       order by w.created_at desc, w.id desc
-      limit ${query.per_page} offset ${(query.page - 1) * query.per_page}
+      ${pageWindow(tx, query)}
     `,
     tx<{ total: number }[]>`select count(*)::int as total from public.webhooks w ${where}`,
   ]);
   return {
     webhooks: rows.map(webhookToApi),
-    pagination: paginationOf(query.page, query.per_page, total),
+    pagination: paginationOf(query, total),
   };
 }
 

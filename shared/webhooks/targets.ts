@@ -5,6 +5,7 @@
  * Checked when a URL is saved, as a VALIDATION_ERROR naming `url`; every delivery checks
  * again (outboundFetch), so a name that later resolves elsewhere is refused then.
  */
+import type { Environment } from "../platform/environment.ts";
 import { invalidField } from "../platform/errors.ts";
 import {
   checkOutboundUrl,
@@ -12,8 +13,6 @@ import {
   OutboundNetworkError,
   type OutboundOptions,
 } from "../platform/outbound/address-guard.ts";
-
-export type Environment = "live" | "test";
 
 /** Live webhooks carry production data: only over https (loopback aside, where allowed). */
 export const requiresHttps = (environment: Environment) => environment === "live";

@@ -5,19 +5,17 @@
  * running the version they started with.
  */
 import { z } from "zod";
+import { prefixedId } from "../platform/ids.ts";
 import type { Tx } from "../platform/db.ts";
 import { invalidField, notFound } from "../platform/errors.ts";
 import { EVENT_TYPES } from "../platform/events.ts";
-import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { validationError } from "../platform/validation.ts";
 import { STEP_TYPE_NAMES, STEP_TYPES } from "./steps.ts";
 import { hasTemplate, TemplateError, templateRefs } from "./templates.ts";
 
-export const workflowId = z.string().regex(
-  /^wf_[0-9A-Za-z]{1,64}$/,
-  "must be a workflow id (wf_…)",
-);
+export const workflowId = prefixedId("wf", "a workflow");
 const stepId = z.string().regex(
   /^[A-Za-z][A-Za-z0-9_-]{0,63}$/,
   "must start with a letter and use letters, digits, '_' or '-' (at most 64)",
@@ -260,14 +258,14 @@ export async function listWorkflows(tx: Tx, query: z.output<typeof listWorkflows
     ${selectWorkflows(tx)}
     where ${status} ${type}
     order by w.created_at desc, w.id desc
-    limit ${query.per_page} offset ${(query.page - 1) * query.per_page}
+    ${pageWindow(tx, query)}
   `;
   const [{ total }] = await tx<{ total: number }[]>`
     select count(*)::int as total from public.workflows w where ${status} ${type}
   `;
   return {
     workflows: rows.map(workflowSummary),
-    pagination: paginationOf(query.page, query.per_page, total),
+    pagination: paginationOf(query, total),
   };
 }
 

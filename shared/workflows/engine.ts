@@ -24,6 +24,7 @@
  * with the database's message, retried only if the step has attempts left: the worker's
  * crash recovery (run the job again, WORKER_CRASHED after MAX_CLAIMS) is for crashes.
  */
+import type { Environment } from "../platform/environment.ts";
 import postgres from "postgres";
 import { type RequestClaims, serviceSql, type Tx, withClaims } from "../platform/db.ts";
 import { emitEvent } from "../platform/events.ts";
@@ -38,7 +39,7 @@ import { render, RenderTooLarge, TemplateError } from "./templates.ts";
 interface InstanceState {
   id: string;
   org_id: string;
-  environment: "live" | "test";
+  environment: Environment;
   workflow_id: string;
   workflow_name: string;
   workflow_version: number;

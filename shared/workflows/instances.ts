@@ -3,17 +3,15 @@
  * and waiting for an instance to end (sync execute).
  */
 import { z } from "zod";
+import { prefixedId } from "../platform/ids.ts";
 import { listenSql, type Tx } from "../platform/db.ts";
 import { ApiError, notFound } from "../platform/errors.ts";
 import { formatBytes, jsonLargerThan, KiB, MiB } from "../platform/json-size.ts";
-import { paginationInput, paginationOf } from "../platform/pagination.ts";
+import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { workflowId } from "./definitions.ts";
 
-export const instanceId = z.string().regex(
-  /^wfi_[0-9A-Za-z]{1,64}$/,
-  "must be a workflow instance id (wfi_…)",
-);
+export const instanceId = prefixedId("wfi", "a workflow instance");
 const INSTANCE_STATUSES = ["pending", "running", "completed", "failed", "cancelled"] as const;
 export type InstanceStatus = typeof INSTANCE_STATUSES[number];
 export const isFinished = (status: string) => !["pending", "running"].includes(status);
@@ -189,14 +187,14 @@ export async function listInstances(tx: Tx, query: z.output<typeof listInstances
     ${selectInstances(tx)}
     where ${where}
     order by i.created_at desc, i.id desc
-    limit ${query.per_page} offset ${(query.page - 1) * query.per_page}
+    ${pageWindow(tx, query)}
   `;
   const [{ total }] = await tx<{ total: number }[]>`
     select count(*)::int as total from public.workflow_instances i where ${where}
   `;
   return {
     instances: rows.map(instanceToApi),
-    pagination: paginationOf(query.page, query.per_page, total),
+    pagination: paginationOf(query, total),
   };
 }
 

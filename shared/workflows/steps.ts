@@ -11,6 +11,7 @@
  *   is the same on every attempt (instance + step), so the receiver can drop repeats.
  * - "delay": durable waiting: the job is rescheduled, no worker sleeps.
  */
+import type { Environment } from "../platform/environment.ts";
 import { z } from "zod";
 import {
   createContact,
@@ -41,7 +42,7 @@ export interface StepContext<Config> {
   config: Config;
   /** `<instance id>.<step id>`: the same on every attempt of this step. */
   idempotencyKey: string;
-  environment: "live" | "test";
+  environment: Environment;
   /** Transactional steps only: the transaction that records the step. */
   tx: Tx;
 }

@@ -1,3 +1,4 @@
+import type { Environment } from "../environment.ts";
 import type { Context, MiddlewareHandler } from "hono";
 import * as jose from "jose";
 import { hashApiKey, looksLikeApiKey, parseApiKey } from "../../api-keys/format.ts";
@@ -27,7 +28,7 @@ interface KeyLookup {
   key_id: string;
   key_name: string;
   org_id: string;
-  environment: "live" | "test";
+  environment: Environment;
   key_type: "secret" | "publishable";
   scopes: Scope[];
   limit_per_minute: number | null;
