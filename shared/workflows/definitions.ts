@@ -12,7 +12,7 @@ import { EVENT_TYPES } from "../platform/events.ts";
 import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { validationError } from "../platform/validation.ts";
-import { STEP_TYPE_NAMES, STEP_TYPES } from "./steps.ts";
+import { STEP_TYPE_NAMES, STEP_TYPES } from "./step-types.ts";
 import { hasTemplate, TemplateError, templateRefs } from "./templates.ts";
 
 export const workflowId = prefixedId("wf", "a workflow");

@@ -33,7 +33,8 @@ import { validationError } from "../platform/validation.ts";
 import { type Lease, MAX_CLAIMS } from "../platform/worker.ts";
 import type { StepDefinition } from "./definitions.ts";
 import { INSTANCE_LIMITS, isFinished } from "./instances.ts";
-import { STEP_TYPES, StepFailure, type StepOutcome } from "./steps.ts";
+import { STEP_TYPES } from "./step-types.ts";
+import { StepFailure, type StepOutcome } from "./steps.ts";
 import { render, RenderTooLarge, TemplateError } from "./templates.ts";
 
 interface InstanceState {

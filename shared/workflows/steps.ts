@@ -13,14 +13,7 @@
  */
 import type { Environment } from "../platform/environment.ts";
 import { z } from "zod";
-import {
-  createContact,
-  createContactInput,
-  updateContact,
-  updateContactInput,
-} from "../contacts/contacts.ts";
 import type { Tx } from "../platform/db.ts";
-import { ApiError } from "../platform/errors.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { outboundFetch } from "../platform/outbound/fetch.ts";
 import { KiB } from "../platform/json-size.ts";
@@ -57,7 +50,7 @@ export interface StepType<Config = unknown> {
   run(ctx: StepContext<Config>): Promise<StepOutcome> | StepOutcome;
 }
 
-const defineStep = <S extends z.ZodType>(step: StepType<z.output<S>> & { config: S }) =>
+export const defineStep = <S extends z.ZodType>(step: StepType<z.output<S>> & { config: S }) =>
   step as unknown as StepType;
 
 /** Where a condition goes: a later step's id, or "end". */
@@ -141,19 +134,8 @@ const delayConfig = z.strictObject({
   message: "exactly one of seconds, until",
 });
 
-/** Contact errors (company not found, …) are the caller's data: retrying will not help. */
-async function contactStep<T>(run: () => Promise<T>): Promise<{ output: T }> {
-  try {
-    return { output: await run() };
-  } catch (error) {
-    if (error instanceof ApiError && error.status < 500) {
-      throw new StepFailure(error.code, error.message, false, error.options.details);
-    }
-    throw error;
-  }
-}
-
-export const STEP_TYPES: Record<string, StepType> = {
+/** The workflow group's own step types (the registry is step-types.ts). */
+export const WORKFLOW_STEP_TYPES: Record<string, StepType> = {
   set: defineStep({
     mode: "pure",
     config: z.strictObject({ values: z.record(z.string().min(1).max(100), z.unknown()) }),
@@ -168,18 +150,6 @@ export const STEP_TYPES: Record<string, StepType> = {
       const goTo = matched ? config.then : config.else;
       return { output: { matched, next: goTo ?? null }, goTo };
     },
-  }),
-
-  create_contact: defineStep({
-    mode: "transactional",
-    config: createContactInput,
-    run: ({ tx, config }) => contactStep(() => createContact(tx, config)),
-  }),
-
-  update_contact: defineStep({
-    mode: "transactional",
-    config: updateContactInput,
-    run: ({ tx, config }) => contactStep(() => updateContact(tx, config)),
   }),
 
   http_request: defineStep({
@@ -243,5 +213,3 @@ export const STEP_TYPES: Record<string, StepType> = {
     }),
   }),
 };
-
-export const STEP_TYPE_NAMES = Object.keys(STEP_TYPES) as [string, ...string[]];

@@ -1,0 +1,14 @@
+/**
+ * Every step type a workflow can use, gathered from the domains' step modules: adding a
+ * group's steps is one line here.
+ */
+import { CONTACT_STEP_TYPES } from "../contacts/steps.ts";
+import type { StepType } from "./steps.ts";
+import { WORKFLOW_STEP_TYPES } from "./steps.ts";
+
+export const STEP_TYPES: Record<string, StepType> = {
+  ...WORKFLOW_STEP_TYPES,
+  ...CONTACT_STEP_TYPES,
+};
+
+export const STEP_TYPE_NAMES = Object.keys(STEP_TYPES) as [string, ...string[]];
