@@ -9,7 +9,7 @@
 import { type Context, Hono } from "hono";
 import { getPath } from "hono/utils/url";
 import type { z } from "zod";
-import { databaseUnreachable, type Tx, withClaims } from "./db.ts";
+import { databaseUnreachable, serviceSql, type Tx, withClaims } from "./db.ts";
 import { ApiError } from "./errors.ts";
 import { authenticate } from "./middleware/authenticate.ts";
 import { cors } from "./middleware/cors.ts";
@@ -45,7 +45,52 @@ export interface ActionContext<Data> {
   requestId: string;
 }
 
-export interface Action<S extends z.ZodType = z.ZodType, Result = unknown> {
+/** What an action's external call gets: no transaction, and the request's abort signal. */
+export interface CallContext<Data> {
+  data: Data;
+  principal: Principal;
+  requestId: string;
+  /** Aborts when the client goes away: stop a generation, cancel a provider call. */
+  signal: AbortSignal;
+}
+
+/** How the external call ended, for the phase that records it. */
+export type CallOutcome<Called> = { ok: true; value: Called } | { ok: false; error: unknown };
+
+/**
+ * An action's answer that is an error, but whose record must commit first (a provider
+ * refused a message: the message is stored as failed, then the client gets the 502).
+ */
+export class FailedAfterRecord {
+  constructor(readonly error: ApiError) {}
+}
+
+/** An answer of bytes instead of the JSON envelope (a PDF): never stored for replay. */
+export class BinaryAnswer {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly contentType: string,
+    /** Offered as the download's file name (Content-Disposition). */
+    readonly filename?: string,
+  ) {}
+}
+
+/**
+ * An action. Most run in one phase: `handler` does everything inside the request's RLS
+ * transaction. An action that calls another system (Gemini, a provider, an MCP server) runs
+ * in three, so no pooled connection is held while it waits on that system:
+ *
+ *   handler (validate and read, transaction 1) → call (no transaction) → record (transaction 2)
+ *
+ * The answer is what the last phase present returns; with Idempotency-Key it is stored in
+ * the last transaction (or right after the call when there is no record), so a replay gives
+ * the final answer.
+ */
+export interface Action<
+  S extends z.ZodType = z.ZodType,
+  Prepared = unknown,
+  Called = unknown,
+> {
   /** The `action` value in the body. */
   name: string;
   /** One line for the API reference. */
@@ -72,21 +117,28 @@ export interface Action<S extends z.ZodType = z.ZodType, Result = unknown> {
    */
   replayable?: boolean;
   input: S;
-  handler(ctx: ActionContext<z.output<S>>): Promise<Result>;
+  /** Phase 1, in the RLS transaction; the whole action when there is no `call`. */
+  handler(ctx: ActionContext<z.output<S>>): Promise<Prepared>;
   /**
-   * Runs after the handler's transaction has committed and gives the response instead
-   * (sync workflow execute waits for the instance here). An Idempotency-Key replay
-   * returns the handler's committed result.
+   * Phase 2, after phase 1 committed, holding no transaction or connection: the external
+   * call (or a wait for work the commit started: sync workflow execute). Without `record`
+   * its result is the answer.
    */
-  afterCommit?(
-    result: Result,
-    ctx: { data: z.output<S>; principal: Principal },
+  call?(prepared: Prepared, ctx: CallContext<z.output<S>>): Promise<Called>;
+  /**
+   * Phase 3, in a new RLS transaction: records how the call ended (a failure included) and
+   * gives the answer, or a {@link FailedAfterRecord} to answer an error once it committed.
+   */
+  record?(
+    outcome: CallOutcome<Called>,
+    ctx: ActionContext<z.output<S>> & { prepared: Prepared },
   ): Promise<unknown>;
 }
 
-/** Declares an action with its input schema; `handler` gets the parsed data. */
-export const defineAction = <S extends z.ZodType, Result>(action: Action<S, Result>): Action =>
-  action as never;
+/** Declares an action with its input schema; the phases get the parsed data. */
+export const defineAction = <S extends z.ZodType, Prepared, Called = never>(
+  action: Action<S, Prepared, Called>,
+): Action => action as never;
 
 export function envelope(data: unknown) {
   return { success: true as const, data };
@@ -243,6 +295,58 @@ function envelopeOf(body: unknown): { action?: unknown; data?: unknown } {
   return body;
 }
 
+interface PhaseContext {
+  data: unknown;
+  principal: Principal;
+  requestId: string;
+  signal: AbortSignal;
+  /** Stores the final envelope for Idempotency-Key replays (in the given transaction). */
+  complete?: (sql: Tx, body: unknown) => Promise<void>;
+}
+
+/**
+ * Runs an action's phases: handler in the first transaction, then the call with no
+ * transaction, then record in a second one. Returns the final answer (a BinaryAnswer
+ * included); throws the error to answer. A FailedAfterRecord's record commits, then its
+ * error is thrown.
+ */
+async function runPhases(action: Action, ctx: PhaseContext): Promise<unknown> {
+  const { principal } = ctx;
+  // Answers that cannot be replayed (bytes, errors) are not stored.
+  const store = async (sql: Tx, answer: unknown) => {
+    if (ctx.complete && !(answer instanceof BinaryAnswer || answer instanceof FailedAfterRecord)) {
+      await ctx.complete(sql, envelope(answer));
+    }
+  };
+  const prepared = await withClaims(principal.claims, async (tx) => {
+    const result = await action.handler({ ...ctx, tx });
+    if (!action.call) await store(tx, result);
+    return result;
+  });
+  if (!action.call) return prepared;
+
+  let outcome: CallOutcome<unknown>;
+  try {
+    outcome = { ok: true, value: await action.call(prepared, ctx) };
+  } catch (error) {
+    if (!action.record) throw error;
+    outcome = { ok: false, error };
+  }
+  let answer: unknown;
+  if (action.record) {
+    answer = await withClaims(principal.claims, async (tx) => {
+      const recorded = await action.record!(outcome, { ...ctx, tx, prepared });
+      await store(tx, recorded);
+      return recorded;
+    });
+  } else {
+    answer = (outcome as { value: unknown }).value;
+    await store(serviceSql(), answer);
+  }
+  if (answer instanceof FailedAfterRecord) throw answer.error;
+  return answer;
+}
+
 export interface GroupOptions {
   bodyLimit?: number;
   /** Routes of the group that do not follow the action dispatch (e.g. /auth/token). */
@@ -281,23 +385,33 @@ export function createGroupApp(group: string, actions: Action[], options: GroupO
         "Idempotent-Replayed": "true",
       });
     }
+    let answer: unknown;
     try {
-      const data = validate(action.input, rawData);
-      const result = await withClaims(principal.claims, async (tx) => {
-        const output = envelope(
-          await action.handler({ data, principal, tx, requestId: c.get("requestId") }),
-        );
-        if (idempotency.kind === "claimed") await idempotency.claim.complete(tx, 200, output);
-        return output;
+      answer = await runPhases(action, {
+        data: validate(action.input, rawData),
+        principal,
+        requestId: c.get("requestId"),
+        signal: c.req.raw.signal,
+        // Stored in the same transaction as the last change, or right after the call.
+        complete: idempotency.kind === "claimed"
+          ? (sql, body) => idempotency.claim.complete(sql, 200, body)
+          : undefined,
       });
-      if (action.afterCommit) {
-        return c.json(envelope(await action.afterCommit(result.data, { data, principal })), 200);
-      }
-      return c.json(result, 200);
     } catch (error) {
       if (idempotency.kind === "claimed") await idempotency.claim.release();
       throw error;
     }
+    if (answer instanceof BinaryAnswer) {
+      if (idempotency.kind === "claimed") await idempotency.claim.release();
+      // Through the context, so the request id, CORS and rate-limit headers come along.
+      return c.body(answer.bytes as Uint8Array<ArrayBuffer>, 200, {
+        "Content-Type": answer.contentType,
+        ...(answer.filename
+          ? { "Content-Disposition": `attachment; filename="${answer.filename}"` }
+          : {}),
+      });
+    }
+    return c.json(envelope(answer), 200);
   };
 
   const pipeline = [

@@ -99,7 +99,7 @@ export const actions = [
     input: testWebhookInput,
     handler: ({ tx, data }) => queueTestDelivery(tx, data.webhook_id),
     // The worker sends it once the delivery is committed; wait for that attempt.
-    afterCommit: (queued, { principal }) => waitForFirstAttempt(principal, queued.delivery_id),
+    call: (queued, { principal }) => waitForFirstAttempt(principal, queued.delivery_id),
   }),
 ];
 

@@ -77,7 +77,7 @@ export const actions = [
     input: executeInput,
     handler: ({ tx, data }) => executeWorkflow(tx, data),
     // Sync: wait for the end once the instance is committed (the worker cannot see it before).
-    afterCommit: async (started, { data, principal }) => {
+    call: async (started, { data, principal }) => {
       if (data.async) return started;
       const read = () => withClaims(principal.claims, (tx) => getInstance(tx, started.instance_id));
       await waitForInstanceEnd(
