@@ -5,7 +5,7 @@ begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
 
-select plan(12);
+select plan(14);
 
 -- ---------------------------------------------------------------------------------------
 -- The cron job
@@ -53,6 +53,16 @@ insert into private.idempotency_keys (org_id, environment, idempotency_key, requ
   ('org_purge', 'live', 'idem_new', 'h', 201, now() - interval '23 hours');
 
 insert into public.organizations (id, name) values ('org_purge_2', 'Purge Org 2');
+
+-- A table a later group's migration registers, as its migration would.
+create table public.purge_probe (
+  id text primary key, environment text not null, created_at timestamptz not null
+);
+insert into public.purge_probe values
+  ('probe_test_old', 'test', now() - interval '25 hours'),
+  ('probe_test_new', 'test', now()),
+  ('probe_live_old', 'live', now() - interval '400 days');
+insert into private.sandbox_tables (table_name) values ('public.purge_probe');
 insert into public.contacts (id, org_id, environment, type, name, created_at) values
   ('ct_purge2_test_old', 'org_purge_2', 'test', 'person', 'Old', now() - interval '2 days');
 insert into private.rate_limit_counters values
@@ -104,6 +114,16 @@ select results_eq(
 select is_empty(
   $$select id from public.contacts where id = 'ct_purge2_test_old'$$,
   'the purge covers every organization''s sandbox, not just one'
+);
+
+select results_eq(
+  $$select id from public.purge_probe order by id$$,
+  array['probe_live_old', 'probe_test_new'],
+  'a table registered in private.sandbox_tables is purged by the same rule, with no new function'
+);
+select ok(
+  (select count(*) from private.sandbox_tables) >= 7,
+  'every table of the landed groups is registered for the sandbox purge'
 );
 
 -- ---------------------------------------------------------------------------------------
