@@ -34,6 +34,12 @@ export interface StackInfo {
   service_role_key: string;
   /** Files holding the pid of the gateway and of each worker process (tests kill them). */
   gateway_pid_file: string;
+  /**
+   * The Gemini the functions and workers use: the local stand-in (with its local key, which
+   * tests use to call it) or, when `deno task start` ran with GEMINI_API_KEY, the real one
+   * (its key is never written here).
+   */
+  gemini: { base_url: string; stand_in: boolean; api_key: string | null };
   worker_pid_files: string[];
   orgs: DemoOrg[];
 }
@@ -166,6 +172,66 @@ function supervise(
   };
 }
 
+/** A port nothing listens on now. */
+function freePort() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/**
+ * Gemini for the functions and workers: the local stand-in (local/stand-ins/gemini.ts, with a
+ * key of its own), unless `deno task start` runs with GEMINI_API_KEY set: then the real Gemini
+ * (at GEMINI_BASE_URL if that is set too). Throwaway stacks (tests, benchmarks) always use the
+ * stand-in: deterministic, free and scriptable.
+ */
+async function startGemini(options: StackOptions, log: (line: string) => void) {
+  const realKey = options.durable ? Deno.env.get("GEMINI_API_KEY") : undefined;
+  if (realKey) {
+    const baseUrl = Deno.env.get("GEMINI_BASE_URL");
+    log("Gemini: the real one (GEMINI_API_KEY is set)");
+    return {
+      info: {
+        base_url: baseUrl ?? "https://generativelanguage.googleapis.com",
+        stand_in: false,
+        api_key: null,
+      },
+      env: { GEMINI_API_KEY: realKey, ...(baseUrl ? { GEMINI_BASE_URL: baseUrl } : {}) },
+      stop: async () => {},
+    };
+  }
+  const baseUrl = `http://127.0.0.1:${freePort()}`;
+  const apiKey = `standin-${randomSecret(16)}`;
+  const standIn = supervise(
+    "stand-ins/gemini.ts",
+    { PORT: new URL(baseUrl).port, GEMINI_API_KEY: apiKey },
+    log,
+    `${options.stateDir}/gemini-stand-in.pid`,
+  );
+  const deadline = Date.now() + 30_000;
+  while (true) {
+    try {
+      const response = await fetch(`${baseUrl}/_standin/health`);
+      await response.body?.cancel();
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await standIn.stop();
+      throw new Error("The Gemini stand-in did not start in 30 s.");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  log(`Gemini stand-in on ${baseUrl} (set GEMINI_API_KEY before start to use the real Gemini)`);
+  return {
+    info: { base_url: baseUrl, stand_in: true, api_key: apiKey },
+    env: { GEMINI_API_KEY: apiKey, GEMINI_BASE_URL: baseUrl },
+    stop: standIn.stop,
+  };
+}
+
 export async function startStack(options: StackOptions): Promise<RunningStack> {
   const log = options.log ?? (() => {});
   await ensurePostgresInstalled(log);
@@ -193,6 +259,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       service_role_key: await signApiRoleKey(jwtSecret, "service_role"),
       gateway_pid_file: "",
       worker_pid_files: [],
+      gemini: { base_url: "", stand_in: true, api_key: null },
       orgs: await mintDemoKeys(dbUrl),
     };
   }
@@ -201,12 +268,14 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     (_, n) => `${options.stateDir}/worker-${n + 1}.pid`,
   );
   const gatewayPidFile = `${options.stateDir}/gateway.pid`;
+  const gemini = await startGemini(options, log);
   info = {
     ...info,
     api_url: apiUrl,
     db_url: dbUrl,
     gateway_pid_file: gatewayPidFile,
     worker_pid_files: workerPidFiles,
+    gemini: gemini.info,
     // A state folder from before sealed secrets has none: made once, then kept (a new key
     // would leave what the old one sealed unreadable).
     secrets_key: info.secrets_key ?? randomSecretsKey(),
@@ -219,6 +288,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     BIVELIO_SECRETS_KEY: info.secrets_key,
     // Local receivers (webhooks, http_request steps) run on this machine.
     BIVELIO_ALLOW_LOOPBACK_TARGETS: "1",
+    ...gemini.env,
   };
 
   const gateway = supervise(
@@ -236,6 +306,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await waitForHealth(apiUrl, gateway.first);
   } catch (error) {
     await gateway.stop();
+    await gemini.stop();
     await stopCluster(dataDir);
     throw error;
   }
@@ -258,7 +329,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       stopped = true;
       // All at once: Ctrl-C in a terminal signals the children too, and a supervisor that
       // is not yet stopping would start its child again.
-      await Promise.all([gateway, ...workers].map((child) => child.stop()));
+      await Promise.all([gateway, ...workers, gemini].map((child) => child.stop()));
       await stopCluster(dataDir);
     },
   };

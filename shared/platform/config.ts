@@ -73,6 +73,21 @@ export const config = {
       ...Object.values(jsonKeys("SUPABASE_PUBLISHABLE_KEYS")),
     ].filter((key): key is string => typeof key === "string" && key.length > 0);
   },
+  /**
+   * The Gemini API key (shared/ai/gemini.ts): a Supabase secret; null when unset (calls then
+   * fail with INTEGRATION_ERROR). The local stack passes its stand-in's key, or yours.
+   */
+  get geminiApiKey(): string | null {
+    return Deno.env.get("GEMINI_API_KEY") || null;
+  },
+  /** Where Gemini is reached: unset for Google's own URL; the local stand-in's locally. */
+  get geminiBaseUrl(): string | null {
+    return Deno.env.get("GEMINI_BASE_URL") || null;
+  },
+  /** How long one Gemini attempt may take before it is abandoned (and retried). */
+  get geminiTimeoutMs() {
+    return Number(Deno.env.get("GEMINI_TIMEOUT_MS") ?? 60_000);
+  },
 };
 
 /** A JSON dictionary of named keys (`{"default":"sb_secret_…"}`); {} when unset or invalid. */
