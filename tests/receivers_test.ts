@@ -623,7 +623,7 @@ test("receivers: registering needs a caller acting for an organization; rows are
   );
 });
 
-test("receivers: dedup rows are purged after 7 days, sandbox receivers after 24 hours, all with their organization", async () => {
+test("receivers: dedup rows are purged after 7 days, sandbox receivers after 24 hours with the sandbox data, all with their organization", async () => {
   const org = await createTestOrg();
   const live = await newReceiver(org.orgId);
   const sandbox = await newReceiver(org.orgId, "test");
@@ -635,6 +635,7 @@ test("receivers: dedup rows are purged after 7 days, sandbox receivers after 24 
            where id in (${live.id}, ${sandbox.id})`;
 
   await db`select private.purge_receiver_data()`;
+  await db`select private.purge_expired_data()`;
   assert.deepEqual(await dedupRows(live.id), [recentId]);
   const left = await db`select id from private.receivers where id in (${live.id}, ${sandbox.id})`;
   assert.deepEqual(left.map((r) => r.id), [live.id]);
