@@ -1,16 +1,18 @@
 /**
  * The local gateway: one process serving every edge function the way Supabase routes
  * them (`/functions/v1/<name>/…` and the public `/v1/<name>/…`, each function seeing
- * `/<name>/…`), plus the local Supabase Auth emulator at `/auth/v1`.
+ * `/<name>/…`), plus the local Supabase Auth emulator at `/auth/v1` and the local Supabase
+ * Storage emulator at `/storage/v1`.
  *
  * Env: PORT, SUPABASE_DB_URL, SUPABASE_URL, BIVELIO_JWT_SECRET, BIVELIO_ANON_KEY,
- * BIVELIO_SERVICE_ROLE_KEY.
+ * BIVELIO_SERVICE_ROLE_KEY, BIVELIO_STORAGE_DIR (where the Storage emulator keeps files).
  */
 import { getPath } from "hono/utils/url";
 import postgres from "postgres";
 import { functionPath } from "../shared/platform/app.ts";
 import { ApiError } from "../shared/platform/errors.ts";
 import { createAuthEmulator } from "./auth-emulator.ts";
+import { createStorageEmulator } from "./storage-emulator.ts";
 
 type FetchHandler = (request: Request) => Response | Promise<Response>;
 
@@ -56,6 +58,11 @@ const authEmulator = createAuthEmulator({
   serviceRoleKey: env("BIVELIO_SERVICE_ROLE_KEY"),
   issuer: `${env("SUPABASE_URL")}/auth/v1`,
 });
+const storageEmulator = createStorageEmulator({
+  sql: postgres(env("SUPABASE_DB_URL"), { max: 4, onnotice: () => {} }),
+  jwtSecret: env("BIVELIO_JWT_SECRET"),
+  directory: env("BIVELIO_STORAGE_DIR"),
+});
 
 function notFound(path: string) {
   const error = new ApiError("RESOURCE_NOT_FOUND", `No endpoint at ${path}.`);
@@ -85,6 +92,7 @@ const port = Number(env("PORT"));
 Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request, info) => {
   const path = getPath(request);
   if (path.startsWith("/auth/v1/")) return authEmulator(request);
+  if (path.startsWith("/storage/v1/")) return storageEmulator(request);
   // The same prefix rule the functions route by (they strip it themselves, uncopied).
   const inner = functionPath(request);
   const name = inner.split("/")[1];

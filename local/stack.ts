@@ -286,6 +286,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     BIVELIO_JWT_SECRET: info.jwt_secret,
     BIVELIO_WORKER_SECRET: info.worker_secret ?? "",
     BIVELIO_SECRETS_KEY: info.secrets_key,
+    // Supabase gives every function its service role key; shared/platform/storage.ts uses it.
+    SUPABASE_SERVICE_ROLE_KEY: info.service_role_key,
     // Local receivers (webhooks, http_request steps) run on this machine.
     BIVELIO_ALLOW_LOOPBACK_TARGETS: "1",
     ...gemini.env,
@@ -298,6 +300,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       PORT: String(options.apiPort),
       BIVELIO_ANON_KEY: info.anon_key,
       BIVELIO_SERVICE_ROLE_KEY: info.service_role_key,
+      // The Storage emulator's files, beside the database, so a restart keeps them.
+      BIVELIO_STORAGE_DIR: `${options.stateDir}/storage`,
     },
     log,
     gatewayPidFile,

@@ -27,6 +27,13 @@ export const config = {
   get secretsKey() {
     return required("BIVELIO_SECRETS_KEY");
   },
+  /**
+   * The project's service_role key, which Supabase gives every function: Storage
+   * (shared/platform/storage.ts) is used with it, from server code only. Never sent to callers.
+   */
+  get serviceRoleKey() {
+    return required("SUPABASE_SERVICE_ROLE_KEY");
+  },
   /** Connections per function instance; Supabase's pooler wants few. */
   get dbPoolSize() {
     return Number(Deno.env.get("BIVELIO_DB_POOL_SIZE") ?? 10);
