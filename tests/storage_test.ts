@@ -404,3 +404,24 @@ test("storage: files survive a restart of the emulator (the gateway)", async () 
   // A URL signed before the restart still works (the key is the project's JWT secret).
   assert.deepEqual(new Uint8Array(await (await fetch(signed!.signedUrl)).arrayBuffer()), pdf);
 });
+
+test("storage: the sandbox purge removes test/ files older than 24 hours, nothing else", async () => {
+  const { purgeExpiredSandboxFiles } = await import("../shared/platform/storage.ts");
+  const sandbox = clientFor(storage, "test");
+  const live = clientFor(storage, "live");
+  const old = `purge_${unique()}/old.pdf`;
+  const fresh = `purge_${unique()}/fresh.pdf`;
+  await sandbox.putObject("documents", old, fakePdf(10), "application/pdf");
+  await sandbox.putObject("documents", fresh, fakePdf(10), "application/pdf");
+  await live.putObject("documents", old, fakePdf(10), "application/pdf");
+  await db`
+    update storage.objects set created_at = now() - interval '25 hours'
+    where bucket_id = 'documents' and name in (${`test/${old}`}, ${`live/${old}`})
+  `;
+
+  assert.ok(await purgeExpiredSandboxFiles(db) >= 1);
+  assert.equal(await sandbox.getObject("documents", old), null);
+  assert.ok(await sandbox.getObject("documents", fresh));
+  assert.ok(await live.getObject("documents", old), "live files are never purged");
+  assert.equal(await purgeExpiredSandboxFiles(db), 0);
+});

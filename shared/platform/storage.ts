@@ -17,6 +17,7 @@
  */
 import { createClient } from "@supabase/supabase-js";
 import { config } from "./config.ts";
+import type { Sql } from "./db.ts";
 import type { Environment } from "./environment.ts";
 import { ApiError } from "./errors.ts";
 import { defineProvider } from "./providers.ts";
@@ -192,6 +193,37 @@ export const storage = defineProvider<ObjectStorage>({
   live: () => objectStorage(serviceStorage(), "live"),
   sandbox: () => objectStorage(serviceStorage(), "test"),
 });
+
+/**
+ * Removes sandbox files (`test/…`) older than `olderThanHours` (the spec's 24 hours), in every
+ * bucket; returns how many. Storage's files can only be removed through its API (a SQL delete
+ * on storage.objects would leave the bytes behind, and Supabase refuses it), so the expired
+ * names are read from storage.objects, which Storage keeps (as the local emulator does), and
+ * removed with the service role. Meant for a scheduled job beside the sandbox rows' purge.
+ */
+export async function purgeExpiredSandboxFiles(sql: Sql, olderThanHours = 24): Promise<number> {
+  let removed = 0;
+  for (;;) {
+    const expired = await sql<{ bucket_id: string; names: string[] }[]>`
+      select bucket_id, array_agg(name) as names
+      from (
+        select bucket_id, name from storage.objects
+        where name like 'test/%' and created_at < now() - make_interval(hours => ${olderThanHours})
+        order by created_at
+        limit 1000
+      ) batch
+      group by bucket_id
+    `;
+    if (expired.length === 0) return removed;
+    for (const { bucket_id, names } of expired) {
+      const { data, error } = await serviceStorage().from(bucket_id).remove(names);
+      if (error) throw new StorageRequestFailed("remove", error.statusCode, error.message);
+      // Nothing removed means Storage no longer has them: stop rather than loop forever.
+      if (data.length === 0) return removed;
+      removed += data.length;
+    }
+  }
+}
 
 /** The buckets the migration creates, for code that names them. */
 export const BUCKETS = { documents: "documents", invoices: "invoices" } as const;
