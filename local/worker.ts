@@ -5,13 +5,13 @@
  * (default 30). SIGTERM/SIGINT: stop claiming, finish running jobs, exit.
  */
 import { closeDb } from "../shared/platform/db.ts";
-import { JOB_HANDLERS } from "../shared/job-kinds.ts";
+import { JOB_KINDS } from "../shared/job-kinds.ts";
 import { Worker } from "../shared/platform/worker.ts";
 
 const setting = (name: string, fallback: number) => Number(Deno.env.get(name) ?? fallback);
 
 const worker = new Worker({
-  handlers: JOB_HANDLERS,
+  kinds: JOB_KINDS,
   concurrency: setting("BIVELIO_WORKER_CONCURRENCY", 16),
   leaseSeconds: setting("BIVELIO_WORKER_LEASE_SECONDS", 30),
 });

@@ -1,9 +1,9 @@
-/** What the worker runs for each kind of job in `private.jobs`. */
-import type { JobHandler, JobKind } from "./platform/worker.ts";
-import { deliverWebhookJob } from "./webhooks/delivery-job.ts";
-import { runWorkflowJob } from "./workflows/engine.ts";
+/**
+ * Every job kind the worker runs, each declared by its domain with `defineJobKind`
+ * (handler, retry policy, share of a worker's slots): adding a kind is one line here.
+ */
+import type { JobKind } from "./platform/worker.ts";
+import { WEBHOOK_JOB } from "./webhooks/jobs.ts";
+import { WORKFLOW_JOB } from "./workflows/jobs.ts";
 
-export const JOB_HANDLERS: Partial<Record<JobKind, JobHandler>> = {
-  workflow: runWorkflowJob,
-  webhook: deliverWebhookJob,
-};
+export const JOB_KINDS: readonly JobKind[] = [WORKFLOW_JOB, WEBHOOK_JOB];

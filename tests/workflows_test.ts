@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Job, leaseFor } from "../shared/platform/worker.ts";
+import { contextFor, type Job } from "../shared/platform/worker.ts";
 import { runWorkflowJob } from "../shared/workflows/engine.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, duringTransaction, stack, test } from "./helpers/stack.ts";
@@ -565,14 +565,15 @@ test("a worker whose lease was taken over commits nothing; the lease holder then
     where instance_id = ${instance_id} and step_id = 'wait'
   `;
   const [job] = await db<(Job & { available_at: Date })[]>`
-    select id::int, kind, ref, org_id, environment, lease_token, claims, available_at
+    select id::int, kind, ref, org_id, environment, lease_token, claims, attempts, payload,
+           available_at
     from private.jobs where ref = ${instance_id}
   `;
 
   // A worker holding a token the job no longer has (another worker took it over).
   Deno.env.set("SUPABASE_DB_URL", stack.db_url);
   const { available_at: _due, ...claimed } = job;
-  await runWorkflowJob(leaseFor({ ...claimed, lease_token: crypto.randomUUID() }, 30));
+  await runWorkflowJob(contextFor({ ...claimed, lease_token: crypto.randomUUID() }, 30));
   const contacts = () =>
     db`select id from public.contacts where org_id = ${org.orgId} and name = 'Fenced contact'`;
   assert.equal((await contacts()).length, 0, "the stale worker's create_contact was not committed");

@@ -1,52 +1,258 @@
 /**
- * The worker: claims due jobs from `private.jobs` (see the job-queue migration) and runs
+ * The worker: claims due jobs from `private.jobs` (see the job-queue migrations) and runs
  * them, up to `concurrency` at a time. Several workers can run side by side; one that dies
  * loses nothing, because its leases run out and the jobs become due again.
  *
- * A job's handler does its writes in transactions that call `private.hold_lease` (through
- * `Lease.hold`), so a worker whose lease ran out cannot overwrite the one that took over,
- * and finishes or reschedules the job in the same transaction as its last write.
+ * Job kinds are declared by their domains with `defineJobKind` (handler, retry policy,
+ * share of a worker's slots) and listed in shared/job-kinds.ts. A handler gets a
+ * `JobContext`: the job (with its payload), `withTenant` (a transaction with row-level
+ * security as the job's organization and environment, the same for every kind), and the
+ * one way to end or continue the job, each in the handler's transaction so the job moves
+ * on exactly when its work commits:
+ * - `finish(tx, result?)`: done (a job that is waited for hands `result` to its waiter);
+ * - `retry(tx, error, at?)`: a failed attempt, recorded as the job's last_error, run again
+ *   at `at` (default: the kind's backoff for the attempts so far);
+ * - `reschedule(tx, at)`: park until `at` without a failure (a durable delay);
+ * - `waitFor(tx, kind, ref, payload)`: queue a job of another kind and park until it ends.
+ * A handler that returns without ending the job has it finished with what it returned; one
+ * that throws a `JobFailure` is retried by its kind's policy and failed for good when the
+ * policy has no attempt left; any other error is a crash: retried after a backoff, and
+ * given up (the kind's `onCrashLoop`) after MAX_CLAIMS claims in a row.
+ *
+ * Fairness: claims are fair across organizations and kinds (20261201000200), and each kind
+ * may hold at most its share of this worker's slots, so a flood of slow jobs of one kind
+ * always leaves slots for the others (the claim is told how much room each kind has).
  *
  * Wake-ups: LISTEN on `bivelio_jobs` (every insert into the queue notifies), plus a short
  * poll for jobs that become due by time (retries, delays, expired leases).
  */
 import type { Environment } from "./environment.ts";
 import type postgres from "postgres";
-import { listenSql, serviceSql, type Sql, type Tx } from "./db.ts";
-
-export type JobKind = "workflow" | "webhook";
+import { listenSql, serviceSql, type Sql, type Tx, withClaims } from "./db.ts";
 
 export interface Job {
   id: number;
-  kind: JobKind;
+  kind: string;
   ref: string;
   org_id: string;
   environment: Environment;
   lease_token: string;
   /** How many times the job has been claimed, this claim included. */
   claims: number;
+  /** Failed attempts so far (retries recorded through `retry`). */
+  attempts: number;
+  payload: Record<string, unknown>;
 }
 
-/** What a handler gets to keep its claim on a job valid and to end it. */
-export interface Lease {
+/** How a job's failure is recorded (private.jobs.last_error, a waiter's step error). */
+export interface JobError {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+/** An expected failure: retried by the kind's policy while `retryable` and attempts remain. */
+export class JobFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryable = true,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = "JobFailure";
+  }
+}
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+  /** Milliseconds before attempt `attempt + 1`, after attempt `attempt` (1-based) failed. */
+  backoff(attempt: number): number;
+}
+
+/** When attempt `made + 1` should run after `made` attempts, or null when none is left. */
+export function nextAttemptAt(policy: RetryPolicy, made: number, from = new Date()) {
+  if (made >= policy.maxAttempts) return null;
+  return new Date(from.getTime() + policy.backoff(made));
+}
+
+/** What a handler gets: its job, its tenant, and the ways to end or continue the job. */
+export interface JobContext {
   readonly job: Job;
-  readonly seconds: number;
+  readonly leaseSeconds: number;
+  /** The kind's retry policy. */
+  readonly retryPolicy: RetryPolicy;
+  /** Whether the job was ended or continued (finish, retry, reschedule, waitFor). */
+  readonly settled: boolean;
   /**
    * A SQL condition for the handler's first write: true while this worker still holds the
    * lease (and extends it), false once another worker has taken the job over. Evaluated
    * once, before the statement touches any row, so the job row is locked first.
    */
   held(tx: Tx): postgres.PendingQuery<postgres.Row[]>;
-  /** In the handler's transaction: run the job again at `at` (a delay, a retry's backoff). */
-  reschedule(tx: Tx | Sql, at: Date, afterCrash?: boolean): Promise<boolean>;
-  /** In the handler's transaction: the job is done. */
-  finish(tx: Tx | Sql): Promise<boolean>;
+  /**
+   * A transaction with row-level security as the job's organization and environment
+   * (role `authenticated`), the same for every kind. `claims` and `settings` add to it
+   * (a workflow's instance id, its chain depth).
+   */
+  withTenant<T>(
+    fn: (tx: Tx) => Promise<T>,
+    options?: { claims?: Record<string, unknown>; settings?: Record<string, string> },
+  ): Promise<T>;
+  /** In the handler's transaction: the job is done (`result` goes to a waiting job). */
+  finish(tx: Tx | Sql, result?: unknown): Promise<boolean>;
+  /** In the handler's transaction: the job failed for good (`error` goes to a waiter). */
+  fail(tx: Tx | Sql, error: JobError): Promise<boolean>;
+  /** In the handler's transaction: a failed attempt; run again at `at` (default: backoff). */
+  retry(tx: Tx | Sql, error: JobError, at?: Date): Promise<boolean>;
+  /** In the handler's transaction: park until `at` (no failure: a delay). */
+  reschedule(tx: Tx | Sql, at: Date): Promise<boolean>;
+  /**
+   * In the handler's transaction: queue a job of `kind` (same tenant) and park this one
+   * until it ends; its outcome is then in private.job_outcomes under (kind, ref).
+   */
+  waitFor(tx: Tx | Sql, kind: string, ref: string, payload: unknown): Promise<boolean>;
 }
 
-export type JobHandler = (lease: Lease) => Promise<void>;
+/** What a handler returns when it does not end the job itself: the job's result. */
+export type JobHandler = (ctx: JobContext) => Promise<unknown>;
+
+export interface JobKindDefinition {
+  /** The name in private.jobs.kind: lower case, digits and '_'. */
+  kind: string;
+  handler: JobHandler;
+  retry: RetryPolicy;
+  /**
+   * The share of a worker's slots jobs of this kind may hold at once (0 < share <= 1; at
+   * least one slot), so other kinds always find a free slot.
+   */
+  concurrency: { share: number };
+  /**
+   * The job was claimed MAX_CLAIMS times without being ended (its worker died, or its
+   * handler crashed every time): record that and end it. Default: fail the job with
+   * WORKER_CRASHED.
+   */
+  onCrashLoop?: (ctx: JobContext) => Promise<void>;
+}
+
+export type JobKind = Readonly<JobKindDefinition>;
+
+export function defineJobKind(definition: JobKindDefinition): JobKind {
+  if (!/^[a-z][a-z0-9_]{0,62}$/.test(definition.kind)) {
+    throw new Error(`Job kind '${definition.kind}': lower case letters, digits and '_'.`);
+  }
+  const { share } = definition.concurrency;
+  if (!(share > 0 && share <= 1)) {
+    throw new Error(`Job kind '${definition.kind}': concurrency.share must be in (0, 1].`);
+  }
+  return Object.freeze(definition);
+}
+
+/**
+ * A job claimed this many times in a row without being rescheduled or finished (its worker
+ * died, or its handler threw every time): it is given up (the kind's `onCrashLoop`).
+ */
+export const MAX_CLAIMS = 10;
+
+/** The crash message a kind's `onCrashLoop` records. */
+export const crashLoopError = (what: string): JobError => ({
+  code: "WORKER_CRASHED",
+  message: `The worker stopped ${MAX_CLAIMS} times while ${what}; giving up.`,
+});
+
+const NO_RETRIES: RetryPolicy = { maxAttempts: 1, backoff: () => 0 };
+
+/**
+ * The context a claim gives this worker on `job` (exported for tests that play a stale
+ * worker: they pass a token the job no longer has).
+ */
+export function contextFor(
+  job: Job,
+  seconds: number,
+  retryPolicy: RetryPolicy = NO_RETRIES,
+): JobContext {
+  let settled = false;
+  const settle = (ok: boolean) => {
+    if (ok) settled = true;
+    return ok;
+  };
+  const claims = {
+    role: "authenticated" as const,
+    org_id: job.org_id,
+    environment: job.environment,
+  };
+  // postgres.js serialises a jsonb parameter itself: pass the value, never a JSON string.
+  const json = (tx: Tx | Sql, value: unknown) =>
+    value === undefined || value === null ? null : tx.json(value as postgres.JSONValue);
+  return {
+    job,
+    leaseSeconds: seconds,
+    retryPolicy,
+    get settled() {
+      return settled;
+    },
+    held(tx) {
+      return tx`(select private.hold_lease(${job.id}, ${job.lease_token}, ${seconds}))`;
+    },
+    withTenant(fn, options = {}) {
+      return withClaims({ ...options.claims, ...claims }, fn, options.settings);
+    },
+    async finish(tx, result) {
+      const [row] = await tx<{ ok: boolean }[]>`
+        select private.finish_job(${job.id}, ${job.lease_token}, ${json(tx, result)}::jsonb) as ok
+      `;
+      return settle(row.ok);
+    },
+    async fail(tx, error) {
+      const [row] = await tx<{ ok: boolean }[]>`
+        select private.finish_job(${job.id}, ${job.lease_token}, null, ${json(tx, error)}::jsonb)
+          as ok
+      `;
+      return settle(row.ok);
+    },
+    async retry(tx, error, at) {
+      at ??= new Date(Date.now() + retryPolicy.backoff(job.attempts + 1));
+      const [row] = await tx<{ ok: boolean }[]>`
+        select private.retry_job(${job.id}, ${job.lease_token}, ${at}, ${json(tx, error)}::jsonb)
+          as ok
+      `;
+      return settle(row.ok);
+    },
+    async reschedule(tx, at) {
+      const [row] = await tx<{ ok: boolean }[]>`
+        select private.reschedule_job(${job.id}, ${job.lease_token}, ${at}) as ok
+      `;
+      return settle(row.ok);
+    },
+    async waitFor(tx, kind, ref, payload) {
+      const [row] = await tx<{ id: string | null }[]>`
+        select private.queue_waited_job(${job.id}, ${job.lease_token}, ${kind}, ${ref},
+                                        ${json(tx, payload ?? {})}::jsonb) as id
+      `;
+      return settle(row.id !== null);
+    },
+  };
+}
+
+/** Backoff for a job whose handler crashed: 1 s, 2 s, 4 s … at most 1 minute. */
+const crashBackoffMs = (claims: number) => Math.min(1000 * 2 ** (claims - 1), 60_000);
+
+const errorOf = (error: unknown): JobError =>
+  error instanceof JobFailure
+    ? {
+      code: error.code,
+      message: error.message,
+      ...(error.details ? { details: error.details } : {}),
+    }
+    : {
+      code: "JOB_CRASHED",
+      message: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    };
 
 export interface WorkerOptions {
-  handlers: Partial<Record<JobKind, JobHandler>>;
+  /** The job kinds this worker runs (shared/job-kinds.ts, or a test's own). */
+  kinds: readonly JobKind[];
   /** Jobs run at once by this worker. */
   concurrency?: number;
   leaseSeconds?: number;
@@ -55,44 +261,13 @@ export interface WorkerOptions {
   log?: (entry: Record<string, unknown>) => void;
 }
 
-/**
- * A job claimed this many times in a row without being rescheduled or finished (its worker
- * died, or its handler threw every time): its handler gives up on it.
- */
-export const MAX_CLAIMS = 10;
-
-/** The lease a claim gave this worker on `job` (exported for tests that play a stale worker). */
-export function leaseFor(job: Job, seconds: number): Lease {
-  return {
-    job,
-    seconds,
-    held(tx) {
-      return tx`(select private.hold_lease(${job.id}, ${job.lease_token}, ${seconds}))`;
-    },
-    async reschedule(tx, at, afterCrash = false) {
-      const [row] = await tx<{ ok: boolean }[]>`
-        select private.reschedule_job(${job.id}, ${job.lease_token}, ${at}, ${afterCrash}) as ok
-      `;
-      return row.ok;
-    },
-    async finish(tx) {
-      const [row] = await tx<{ ok: boolean }[]>`
-        select private.finish_job(${job.id}, ${job.lease_token}) as ok
-      `;
-      return row.ok;
-    },
-  };
-}
-
-/** Backoff for a job whose handler threw: 1 s, 2 s, 4 s … at most 1 minute. */
-const crashBackoffMs = (claims: number) => Math.min(1000 * 2 ** (claims - 1), 60_000);
-
 export class Worker {
   readonly concurrency: number;
   readonly leaseSeconds: number;
   readonly pollMs: number;
-  #handlers: WorkerOptions["handlers"];
-  #kinds: JobKind[];
+  #kinds: Map<string, JobKind>;
+  /** Per kind, the most of this worker's slots its jobs may hold at once. */
+  #kindSlots: Map<string, number>;
   #log: NonNullable<WorkerOptions["log"]>;
   #running = new Map<number, { job: Job; done: Promise<void> }>();
   #stopping = false;
@@ -102,9 +277,13 @@ export class Worker {
   processed = 0;
 
   constructor(options: WorkerOptions) {
-    this.#handlers = options.handlers;
-    this.#kinds = Object.keys(options.handlers) as JobKind[];
+    this.#kinds = new Map(options.kinds.map((kind) => [kind.kind, kind]));
     this.concurrency = options.concurrency ?? 16;
+    this.#kindSlots = new Map(
+      options.kinds.map((
+        kind,
+      ) => [kind.kind, Math.max(1, Math.floor(kind.concurrency.share * this.concurrency))]),
+    );
     this.leaseSeconds = options.leaseSeconds ?? 30;
     this.pollMs = options.pollMs ?? 500;
     this.#log = options.log ?? ((entry) => console.log(JSON.stringify(entry)));
@@ -179,14 +358,36 @@ export class Worker {
     });
   }
 
+  /** Jobs of each kind this worker runs now. */
+  #runningByKind() {
+    const counts = new Map<string, number>();
+    for (const { job } of this.#running.values()) {
+      counts.set(job.kind, (counts.get(job.kind) ?? 0) + 1);
+    }
+    return counts;
+  }
+
   async #claimAndStart(): Promise<number> {
     const free = this.concurrency - this.#running.size;
     if (free <= 0) return 0;
+    // Each kind may start as many as its cap leaves room for: a kind at its cap is left
+    // out, so its backlog cannot take the slots kept for the others.
+    const running = this.#runningByKind();
+    const kinds: string[] = [];
+    const rooms: number[] = [];
+    for (const [kind, slots] of this.#kindSlots) {
+      const room = Math.min(free, slots - (running.get(kind) ?? 0));
+      if (room > 0) {
+        kinds.push(kind);
+        rooms.push(room);
+      }
+    }
+    if (kinds.length === 0) return 0;
     let jobs: Job[];
     try {
       jobs = await serviceSql()<Job[]>`
-        select id::int, kind, ref, org_id, environment, lease_token, claims
-        from private.claim_jobs(${this.#kinds}, ${free}, ${this.leaseSeconds})
+        select id::int, kind, ref, org_id, environment, lease_token, claims, attempts, payload
+        from private.claim_jobs(${kinds}, ${free}, ${this.leaseSeconds}, ${rooms}::int[])
       `;
     } catch (error) {
       this.#log({ level: "error", msg: "claiming jobs failed", error: String(error) });
@@ -205,22 +406,54 @@ export class Worker {
   }
 
   async #runJob(job: Job) {
-    const lease = leaseFor(job, this.leaseSeconds);
+    const kind = this.#kinds.get(job.kind)!;
+    const ctx = contextFor(job, this.leaseSeconds, kind.retry);
     try {
-      await this.#handlers[job.kind]!(lease);
+      if (job.claims > MAX_CLAIMS) {
+        if (kind.onCrashLoop) await kind.onCrashLoop(ctx);
+        else await ctx.fail(serviceSql(), crashLoopError(`running this ${job.kind} job`));
+        return;
+      }
+      const result = await kind.handler(ctx);
+      if (!ctx.settled) await ctx.finish(serviceSql(), result);
     } catch (error) {
-      // A bug or an outage (the handler records expected failures itself): try again later.
-      this.#log({
-        level: "error",
-        msg: "job failed unexpectedly; retrying later",
-        job_id: job.id,
-        kind: job.kind,
-        ref: job.ref,
-        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      });
-      const retryAt = new Date(Date.now() + crashBackoffMs(job.claims));
-      await lease.reschedule(serviceSql(), retryAt, true).catch(() => {});
+      await this.#failed(ctx, error).catch((recordError) =>
+        this.#log({
+          level: "error",
+          msg: "recording a job's failure failed; its lease will run out",
+          job_id: job.id,
+          error: String(recordError),
+        })
+      );
     }
+  }
+
+  /**
+   * The one place a thrown error becomes a retry or the end of the job: a JobFailure by the
+   * kind's policy, anything else (a bug, an outage) as a crash.
+   */
+  async #failed(ctx: JobContext, error: unknown) {
+    const { job } = ctx;
+    const recorded = errorOf(error);
+    if (error instanceof JobFailure) {
+      const at = error.retryable ? nextAttemptAt(ctx.retryPolicy, job.attempts + 1) : null;
+      if (at) await ctx.retry(serviceSql(), recorded, at);
+      else await ctx.fail(serviceSql(), recorded);
+      return;
+    }
+    this.#log({
+      level: "error",
+      msg: "job failed unexpectedly; retrying later",
+      job_id: job.id,
+      kind: job.kind,
+      ref: job.ref,
+      error: recorded.message,
+    });
+    const retryAt = new Date(Date.now() + crashBackoffMs(job.claims));
+    await serviceSql()`
+      select private.retry_job(${job.id}, ${job.lease_token}, ${retryAt},
+                               ${serviceSql().json(recorded as never)}::jsonb, true)
+    `;
   }
 
   /**

@@ -6,12 +6,14 @@
  * connection: the secrets are not readable by the API role); POST the spec's body
  * `{event, timestamp, webhook_id, data}` with both signature schemes through the outbound
  * guard (the target is checked again now, pinned to the checked address, no redirects,
- * 10 s); then record the attempt with private.record_webhook_attempt (one statement, its
- * capability the job's lease token), which also decides what comes next:
- * delivered; a retry at the spec's delay (job rescheduled); failed, and the webhook
- * disabled after the 5th automatic attempt or on 410 Gone; held when the webhook is
- * disabled. A worker that dies mid-attempt loses nothing: the job's lease runs out and the
- * attempt is made again (receivers deduplicate on `webhook-id`).
+ * 10 s); then, in the job's tenant transaction, record the attempt with
+ * private.record_webhook_attempt (its capability the job's lease token), which decides the
+ * delivery's status: delivered; a retry at the time the kind's retry policy gives
+ * (WEBHOOK_RETRY: the spec's table) and the job retried then; failed, and the webhook
+ * disabled once the policy has no attempt left or on 410 Gone; held when the webhook is
+ * disabled. The job is retried or finished in that same transaction. A worker that dies
+ * mid-attempt loses nothing: the job's lease runs out and the attempt is made again
+ * (receivers deduplicate on `webhook-id`).
  */
 import type { Environment } from "../platform/environment.ts";
 import { serviceSql } from "../platform/db.ts";
@@ -19,12 +21,27 @@ import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound
 import { userEndpoints } from "../platform/outbound/user-endpoints.ts";
 import { clientFor } from "../platform/providers.ts";
 import { isoTimestamp } from "../platform/time.ts";
-import { type Lease, MAX_CLAIMS } from "../platform/worker.ts";
+import {
+  crashLoopError,
+  type JobContext,
+  nextAttemptAt,
+  type RetryPolicy,
+} from "../platform/worker.ts";
 import { signatureHeaders } from "./signing.ts";
 import { requiresHttps } from "./targets.ts";
 
 /** Seconds before automatic attempts 2, 3, 4 and 5 (the spec's retry table); 1 is at once. */
 export const RETRY_DELAYS_SECONDS = [30, 120, 600, 3600];
+
+/**
+ * The webhook job kind's retry policy: five automatic attempts, the spec's delays between
+ * them. Counted by the delivery's attempts in its current cycle (a reactivation starts a
+ * new cycle; manual attempts do not count), which the job's own count follows.
+ */
+export const WEBHOOK_RETRY: RetryPolicy = {
+  maxAttempts: RETRY_DELAYS_SECONDS.length + 1,
+  backoff: (attempt) => RETRY_DELAYS_SECONDS[attempt - 1] * 1000,
+};
 /** An attempt succeeds on a 2xx within this time. */
 export const DELIVERY_TIMEOUT_MS = 10_000;
 /** Bytes of a receiver's answer read (and dropped): only its status matters. */
@@ -36,6 +53,8 @@ interface DeliveryToSend {
   id: string;
   status: string;
   manual: boolean;
+  /** Automatic attempts made in the current retry cycle. */
+  cycle_attempts: number;
   webhook_id: string;
   event_type: string;
   data: unknown;
@@ -49,7 +68,7 @@ interface DeliveryToSend {
 
 async function loadDelivery(id: string) {
   const [row] = await serviceSql()<DeliveryToSend[]>`
-    select d.id, d.status, d.manual, d.webhook_id, d.event_type,
+    select d.id, d.status, d.manual, d.cycle_attempts, d.webhook_id, d.event_type,
            coalesce(d.test_data, e.data) as data, coalesce(e.created_at, d.created_at) as event_at,
            d.environment, w.url, w.status as webhook_status,
            array(select s.secret from private.webhook_secrets s
@@ -138,36 +157,60 @@ async function send(delivery: DeliveryToSend, attemptedAt: Date): Promise<Attemp
   }
 }
 
-export async function deliverWebhookJob(lease: Lease) {
-  const delivery = await loadDelivery(lease.job.ref);
+export async function deliverWebhookJob(ctx: JobContext) {
+  const delivery = await loadDelivery(ctx.job.ref);
   // Gone (webhook deleted), already settled, or held meanwhile: nothing to send.
   if (!delivery || delivery.status !== "pending") {
-    await lease.finish(serviceSql());
+    await ctx.finish(serviceSql());
     return;
   }
   const attemptedAt = new Date();
-  let result: AttemptResult;
-  if (delivery.webhook_status === "disabled" && !delivery.manual) {
-    result = { sent: false, statusCode: null, durationMs: 0, error: null };
-  } else if (lease.job.claims > MAX_CLAIMS) {
-    result = {
-      sent: true,
-      statusCode: null,
-      durationMs: 0,
-      error: `The worker stopped ${MAX_CLAIMS} times while sending this delivery.`,
-    };
-  } else {
-    result = await send(delivery, attemptedAt);
-  }
+  const result = delivery.webhook_status === "disabled" && !delivery.manual
+    ? { sent: false, statusCode: null, durationMs: 0, error: null }
+    : await send(delivery, attemptedAt);
+  await recordAttempt(ctx, delivery, attemptedAt, result);
+}
 
-  // One statement, autocommit: the lease token is the capability (see the migration).
-  await serviceSql()`
-    select private.record_webhook_attempt(
-      ${lease.job.id}, ${lease.job.lease_token}, ${lease.seconds}, ${result.sent},
-      ${attemptedAt}, ${result.statusCode}, ${result.durationMs}, ${result.error},
-      ${RETRY_DELAYS_SECONDS}::int[]
-    )
-  `;
-  // 'lease_lost': another worker holds the job now (this one's lease ran out); its attempt
-  // is the one on record.
+/** The worker died MAX_CLAIMS times on this delivery: recorded as a failed attempt. */
+export async function giveUpWebhookJob(ctx: JobContext) {
+  const delivery = await loadDelivery(ctx.job.ref);
+  if (!delivery || delivery.status !== "pending") {
+    await ctx.finish(serviceSql());
+    return;
+  }
+  await recordAttempt(ctx, delivery, new Date(), {
+    sent: true,
+    statusCode: null,
+    durationMs: 0,
+    error: crashLoopError("sending this delivery").message,
+  });
+}
+
+/** Records the attempt and retries or finishes the job, in one tenant transaction. */
+async function recordAttempt(
+  ctx: JobContext,
+  delivery: DeliveryToSend,
+  attemptedAt: Date,
+  result: AttemptResult,
+) {
+  const retryAt = nextAttemptAt(WEBHOOK_RETRY, delivery.cycle_attempts + 1, attemptedAt);
+  await ctx.withTenant(async (tx) => {
+    const [{ status }] = await tx<{ status: string }[]>`
+      select private.record_webhook_attempt(
+        ${ctx.job.id}, ${ctx.job.lease_token}, ${result.sent}, ${attemptedAt},
+        ${result.statusCode}, ${result.durationMs}, ${result.error}, ${retryAt}
+      ) as status
+    `;
+    // 'lease_lost': another worker holds the job now (this one's lease ran out); its
+    // attempt is the one on record.
+    if (status === "lease_lost") return;
+    if (status !== "pending") {
+      await ctx.finish(tx);
+    } else if (result.sent) {
+      await ctx.retry(tx, { code: "DELIVERY_FAILED", message: result.error ?? "" }, retryAt!);
+    } else {
+      // Not sent (the webhook looked disabled) but it is active again: send now.
+      await ctx.reschedule(tx, new Date());
+    }
+  });
 }

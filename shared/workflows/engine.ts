@@ -26,11 +26,16 @@
  */
 import type { Environment } from "../platform/environment.ts";
 import postgres from "postgres";
-import { type RequestClaims, serviceSql, type Tx, withClaims } from "../platform/db.ts";
+import { serviceSql, type Tx } from "../platform/db.ts";
 import { emitEvent } from "../platform/events.ts";
 import { formatBytes, jsonLargerThan, jsonSize } from "../platform/json-size.ts";
 import { validationError } from "../platform/validation.ts";
-import { type Lease, MAX_CLAIMS } from "../platform/worker.ts";
+import {
+  crashLoopError,
+  type JobContext,
+  type JobError,
+  type RetryPolicy,
+} from "../platform/worker.ts";
 import type { StepDefinition } from "./definitions.ts";
 import { INSTANCE_LIMITS, isFinished } from "./instances.ts";
 import { STEP_TYPES } from "./step-types.ts";
@@ -132,6 +137,12 @@ const loadInstance = batched(async (ids) => {
 /** Backoff before a failed step's next attempt: 1 s, 2 s, 4 s … at most 10 minutes. */
 export const stepRetryDelayMs = (attempt: number) => Math.min(1000 * 2 ** (attempt - 1), 600_000);
 
+/**
+ * The workflow job kind's retry policy: a step's attempts are its own `retry.max_attempts`
+ * (at most 10), retried after this backoff through the job's one retry path.
+ */
+export const WORKFLOW_STEP_RETRY: RetryPolicy = { maxAttempts: 10, backoff: stepRetryDelayMs };
+
 /** The commit was refused: the instance was cancelled, or another worker has the job. */
 class RunStopped extends Error {}
 
@@ -165,18 +176,24 @@ interface Checkpoint {
 type Ending =
   | { kind: "continue" }
   | { kind: "reschedule"; at: Date }
+  | { kind: "retry"; at: Date; error: JobError }
   | { kind: "completed"; output: unknown }
   | { kind: "failed"; error: NonNullable<StepRecord["error"]> & { step_id?: string } };
 
-export async function runWorkflowJob(lease: Lease) {
-  const loaded = await loadInstance(lease.job.ref);
+export const runWorkflowJob = (ctx: JobContext) => withInstance(ctx, (run) => run.run());
+
+/** The worker died MAX_CLAIMS times on this instance: it fails with WORKER_CRASHED. */
+export const giveUpWorkflowJob = (ctx: JobContext) => withInstance(ctx, (run) => run.giveUp());
+
+async function withInstance(ctx: JobContext, go: (run: InstanceRun) => Promise<void>) {
+  const loaded = await loadInstance(ctx.job.ref);
   if (!loaded || isFinished(loaded.instance.status)) {
-    await lease.finish(serviceSql());
+    await ctx.finish(serviceSql());
     return;
   }
   const steps = await loadSteps(loaded.instance.workflow_id, loaded.instance.workflow_version);
   try {
-    await new InstanceRun(loaded.instance, steps, loaded.records, lease).run();
+    await go(new InstanceRun(loaded.instance, steps, loaded.records, ctx));
   } catch (error) {
     if (!(error instanceof RunStopped)) throw error;
   }
@@ -192,13 +209,12 @@ class InstanceRun {
   #lastOutput: unknown = null;
   /** The stored outputs' sizes added up (INSTANCE_LIMITS.stepOutputsTotalBytes). */
   #outputsBytes = 0;
-  #claims: RequestClaims;
 
   constructor(
     readonly instance: InstanceState,
     readonly steps: StepDefinition[],
     records: StepRecord[],
-    readonly lease: Lease,
+    readonly job: JobContext,
   ) {
     for (const record of records) {
       this.#records.set(record.step_id, record);
@@ -209,27 +225,17 @@ class InstanceRun {
       }
     }
     this.#position = instance.current_step;
-    this.#claims = {
-      role: "authenticated",
-      org_id: instance.org_id,
-      environment: instance.environment,
-      workflow_instance_id: instance.id,
-    };
+  }
+
+  async giveUp() {
+    const step = this.steps[this.#position - 1];
+    await this.#commit({
+      kind: "failed",
+      error: crashLoopError(`running step '${step?.id}'`),
+    });
   }
 
   async run() {
-    if (this.lease.job.claims > MAX_CLAIMS) {
-      const step = this.steps[this.#position - 1];
-      await this.#commit({
-        kind: "failed",
-        error: {
-          code: "WORKER_CRASHED",
-          message:
-            `The worker stopped ${MAX_CLAIMS} times while running step '${step?.id}'; giving up.`,
-        },
-      });
-      return;
-    }
     let step: StepDefinition | undefined;
     while (this.#position <= this.steps.length) {
       step = this.steps[this.#position - 1];
@@ -474,7 +480,10 @@ class InstanceRun {
       record.status = "retrying";
       record.resume_at = new Date(Date.now() + stepRetryDelayMs(record.attempts));
       this.#unsaved.push(record);
-      return await this.#commitOrFail({ kind: "reschedule", at: record.resume_at }, step.id);
+      return await this.#commitOrFail(
+        { kind: "retry", at: record.resume_at, error: record.error },
+        step.id,
+      );
     }
     record.status = "failed";
     record.resume_at = null;
@@ -525,9 +534,13 @@ class InstanceRun {
     effect?: (tx: Tx) => Promise<StepRecord[]>,
   ) {
     const finished = ending.kind === "completed" || ending.kind === "failed";
-    await withClaims(
-      this.#claims,
+    await this.job.withTenant(
       async (tx) => {
+        // The lease first (the job row, then the instance, the order a cancel takes too):
+        // a final commit ends the job, any other holds the lease in the update below.
+        if (finished && !(await this.job.finish(tx))) {
+          throw new RunStopped("lease lost");
+        }
         const [updated] = await tx<{ finished_at: Date | null }[]>`
           update public.workflow_instances set
             current_step = ${Math.min(this.#position, this.steps.length)},
@@ -536,13 +549,15 @@ class InstanceRun {
             error = ${ending.kind === "failed" ? tx.json(ending.error as never) : null},
             finished_at = ${finished ? tx`clock_timestamp()` : null},
             updated_at = clock_timestamp()
-          where ${this.lease.held(tx)} and id = ${this.instance.id} and status = 'running'
+          where ${finished ? tx`true` : this.job.held(tx)} and id = ${this.instance.id}
+            and status = 'running'
           returning finished_at
         `;
         if (!updated) throw new RunStopped("lease lost or instance cancelled");
         const all = effect ? [...records, ...(await effect(tx))] : records;
         if (all.length > 0) await saveRecords(tx, this.instance, all);
-        if (ending.kind === "reschedule") await this.lease.reschedule(tx, ending.at);
+        if (ending.kind === "reschedule") await this.job.reschedule(tx, ending.at);
+        if (ending.kind === "retry") await this.job.retry(tx, ending.error, ending.at);
         if (finished) {
           await emitEvent(
             tx,
@@ -561,7 +576,10 @@ class InstanceRun {
           );
         }
       },
-      { "bivelio.chain_depth": String(this.instance.chain_depth) },
+      {
+        claims: { workflow_instance_id: this.instance.id },
+        settings: { "bivelio.chain_depth": String(this.instance.chain_depth) },
+      },
     );
   }
 }

@@ -449,11 +449,13 @@ select set_eq(
         'private.cron_field_values(text,text,integer,integer,text[])',
         'private.cron_fields(text)', 'private.cron_matches(text,timestamp without time zone)',
         'private.cron_expression_error(text)', 'private.cron_timezone_error(text)',
-        'private.jobs_enqueued()', 'private.claim_jobs(text[],integer,integer)',
+        'private.jobs_enqueued()', 'private.claim_jobs(text[],integer,integer,integer[])',
         'private.sweep_expired_leases()',
         'private.hold_lease(bigint,uuid,integer)',
         'private.reschedule_job(bigint,uuid,timestamp with time zone,boolean)',
-        'private.finish_job(bigint,uuid)', 'private.tick_workers(boolean)',
+        'private.finish_job(bigint,uuid,jsonb,jsonb)', 'private.tick_workers(boolean)',
+        'private.retry_job(bigint,uuid,timestamp with time zone,jsonb,boolean)',
+        'private.queue_waited_job(bigint,uuid,text,text,jsonb)',
         'private.lock_workflow_job(text)',
         'private.start_workflow_instance(text,jsonb,jsonb,integer)',
         'private.queue_workflow_instance()', 'private.workflow_instance_finished()',
@@ -466,7 +468,9 @@ select set_eq(
         'private.cron_expression_error(text)', 'private.cron_timezone_error(text)',
         'private.hold_lease(bigint,uuid,integer)',
         'private.reschedule_job(bigint,uuid,timestamp with time zone,boolean)',
-        'private.finish_job(bigint,uuid)', 'private.lock_workflow_job(text)',
+        'private.finish_job(bigint,uuid,jsonb,jsonb)', 'private.lock_workflow_job(text)',
+        'private.retry_job(bigint,uuid,timestamp with time zone,jsonb,boolean)',
+        'private.queue_waited_job(bigint,uuid,text,text,jsonb)',
         'private.start_workflow_instance(text,jsonb,jsonb,integer)'],
   'authenticated can execute exactly the granted functions of private (of these migrations)'
 );
@@ -479,9 +483,11 @@ select is_empty(
   'no function in private is executable by PUBLIC (the default a CREATE FUNCTION grants)'
 );
 select ok(
-  has_function_privilege('service_role', 'private.claim_jobs(text[],integer,integer)', 'execute')
+  has_function_privilege('service_role', 'private.claim_jobs(text[],integer,integer,integer[])',
+                         'execute')
   and has_function_privilege('service_role', 'private.start_cron_workflows(timestamptz)', 'execute')
-  and has_function_privilege('service_role', 'private.finish_job(bigint,uuid)', 'execute'),
+  and has_function_privilege('service_role', 'private.finish_job(bigint,uuid,jsonb,jsonb)',
+                             'execute'),
   'service_role can execute claim_jobs, start_cron_workflows and finish_job'
 );
 

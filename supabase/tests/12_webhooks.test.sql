@@ -236,11 +236,11 @@ select is(
 );
 set local request.jwt.claims =
   '{"role":"authenticated","org_id":"org_wh_a","environment":"live","scopes":["read","write","admin"]}';
-select throws_ok(
-  format($$select private.record_webhook_attempt(%s, gen_random_uuid(), 30, true, now(), 200, 5,
-      null, '{30,120,600,3600}')$$, :live_job),
-  '42501', null,
-  'the API role cannot record attempts (only the worker''s service connection)'
+select is(
+  private.record_webhook_attempt(:live_job, gen_random_uuid(), true, now(), 200, 5, null,
+                                 now() + interval '30 seconds'),
+  'lease_lost',
+  'the API role cannot record attempts without the job''s lease token (the worker''s capability)'
 );
 select is(
   private.redeliver_webhook_delivery(
@@ -277,8 +277,8 @@ select is(
 reset role;
 
 select is(
-  private.record_webhook_attempt(:live_job, gen_random_uuid(), 30, true, now(), 200, 5, null,
-                                 '{30,120,600,3600}'),
+  private.record_webhook_attempt(:live_job, gen_random_uuid(), true, now(), 200, 5, null,
+                                 now() + interval '30 seconds'),
   'lease_lost',
   'recording an attempt needs the job''s lease token'
 );

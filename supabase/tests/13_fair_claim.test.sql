@@ -8,7 +8,7 @@ begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
 
-select plan(7);
+select plan(11);
 
 \ir _helpers.psql
 
@@ -96,6 +96,38 @@ select is_empty(
   $$select 1 from private.claim_jobs(array['webhook'], 10, 30)
     where org_id like 'org_t13_%'$$,
   'a claim for webhooks takes no workflow job'
+);
+
+-- =======================================================================================
+-- 4. Per-kind caps (20261201000600_job_registry.sql): the claim takes at most the room
+--    each kind has left in the worker, whatever the turns say.
+-- =======================================================================================
+select results_eq(
+  $$select count(*)::int from private.claim_jobs(array['workflow', 'webhook'], 10, 30,
+                                                 array[2, 10]) where org_id like 'org_t13_%'$$,
+  array[2],
+  'a worker with room for 2 workflow jobs claims 2, though 10 slots are free'
+);
+rollback to savepoint before_claims;
+select results_eq(
+  $$select count(*)::int from private.claim_jobs(array['workflow', 'webhook'], 10, 30,
+                                                 array[0, 10]) where org_id like 'org_t13_%'$$,
+  array[0],
+  'a kind with no room left is not claimed at all'
+);
+rollback to savepoint before_claims;
+select results_eq(
+  $$select count(*)::int from private.claim_jobs(array['workflow', 'webhook'], 10, 30)
+    where org_id like 'org_t13_%'$$,
+  array[10],
+  'without caps the claim fills every free slot'
+);
+rollback to savepoint before_claims;
+-- The kind CHECK constraint is gone (the registry in the code is the list); names are checked.
+select lives_ok(
+  $$insert into private.jobs (kind, ref, org_id, environment)
+    values ('send_message', 't13_any', 'org_t13_a', 'live')$$,
+  'a job of any registered-looking kind can be queued'
 );
 
 select * from finish();

@@ -8,7 +8,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { newApp } from "../app.ts";
 import { ApiError } from "../errors.ts";
-import { JOB_HANDLERS } from "../../job-kinds.ts";
+import { JOB_KINDS } from "../../job-kinds.ts";
 import { Worker } from "../worker.ts";
 
 const encoder = new TextEncoder();
@@ -27,7 +27,7 @@ app.post("/", async (c) => {
     throw new ApiError("AUTH_INVALID_TOKEN", "The worker secret is not valid.");
   }
   const budgetSeconds = Number(Deno.env.get("BIVELIO_WORKER_BUDGET_SECONDS") ?? 50);
-  const worker = new Worker({ handlers: JOB_HANDLERS, concurrency: 8 });
+  const worker = new Worker({ kinds: JOB_KINDS, concurrency: 8 });
   const { processed } = await worker.drain(budgetSeconds * 1000);
   return c.json({ success: true, data: { processed } });
 });
