@@ -25,13 +25,15 @@ async function contactStep<T>(run: () => Promise<T>): Promise<{ output: T }> {
 
 export const CONTACT_STEP_TYPES: Record<string, StepType> = {
   create_contact: defineStep({
-    mode: "transactional",
+    effect: "transactional",
+    scope: { group: "contacts", level: "write" },
     config: createContactInput,
     run: ({ tx, config }) => contactStep(() => createContact(tx, config)),
   }),
 
   update_contact: defineStep({
-    mode: "transactional",
+    effect: "transactional",
+    scope: { group: "contacts", level: "write" },
     config: updateContactInput,
     run: ({ tx, config }) => contactStep(() => updateContact(tx, config)),
   }),

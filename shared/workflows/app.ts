@@ -51,7 +51,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: createWorkflowInput,
-    handler: ({ tx, data }) => createWorkflow(tx, data),
+    handler: ({ tx, data, principal }) => createWorkflow(tx, data, principal),
   }),
   defineAction({
     name: "update",
@@ -59,7 +59,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: updateWorkflowInput,
-    handler: ({ tx, data }) => updateWorkflow(tx, data),
+    handler: ({ tx, data, principal }) => updateWorkflow(tx, data, principal),
   }),
   defineAction({
     name: "archive",

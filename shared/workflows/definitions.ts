@@ -5,17 +5,25 @@
  * running the version they started with.
  */
 import { z } from "zod";
-import { prefixedId } from "../platform/ids.ts";
 import type { Tx } from "../platform/db.ts";
-import { invalidField, notFound } from "../platform/errors.ts";
+import { ApiError, invalidField, notFound } from "../platform/errors.ts";
 import { EVENT_TYPES } from "../platform/events.ts";
 import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
+import {
+  acceptedScopes,
+  hasScope,
+  type Principal,
+  type RequiredScope,
+  SCOPE_GROUPS,
+  scopeName,
+} from "../platform/principal.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { validationError } from "../platform/validation.ts";
 import { STEP_TYPE_NAMES, STEP_TYPES } from "./step-types.ts";
 import { hasTemplate, TemplateError, templateRefs } from "./templates.ts";
+import { triggerType, workflow, workflowId, workflowList, workflowSummary } from "./schemas.ts";
 
-export const workflowId = prefixedId("wf", "a workflow");
+export { workflowId };
 const stepId = z.string().regex(
   /^[A-Za-z][A-Za-z0-9_-]{0,63}$/,
   "must start with a letter and use letters, digits, '_' or '-' (at most 64)",
@@ -30,7 +38,7 @@ export const stepDefinition = z.strictObject({
 export type StepDefinition = z.output<typeof stepDefinition>;
 
 const triggerFields = {
-  trigger_type: z.enum(["manual", "cron", "event"]),
+  trigger_type: triggerType,
   cron_expression: z.string().trim().min(1).max(100).nullable(),
   timezone: z.string().min(1).max(64).nullable(),
   trigger_events: z.array(z.enum(EVENT_TYPES)).min(1).max(EVENT_TYPES.length).nullable(),
@@ -92,6 +100,53 @@ function templatedAt(value: unknown, path: PropertyKey[]): boolean {
     current = (current as Record<PropertyKey, unknown>)[key];
   }
   return hasTemplate(current);
+}
+
+/** 403 naming `field`: the caller lacks `required`, which what `field` holds needs. */
+function missingScope(principal: Principal, required: RequiredScope, field: string, what: string) {
+  const who = principal.kind === "api_key" ? "The API key" : "Your role";
+  const [needed, ...alsoAllowed] = acceptedScopes(required);
+  return new ApiError(
+    "AUTH_INSUFFICIENT_SCOPE",
+    `${what} needs the '${needed}' scope, which ${who.toLowerCase()} does not have` +
+      (alsoAllowed.length
+        ? `; any of ${alsoAllowed.map((s) => `'${s}'`).join(", ")} would also do.`
+        : "."),
+    {
+      details: {
+        field,
+        required_scope: scopeName(required),
+        accepted_scopes: [needed, ...alsoAllowed],
+      },
+    },
+  );
+}
+
+/**
+ * What a workflow's steps and triggers let it do beyond workflows: each step type's scope
+ * (create_contact acts on contacts: contacts:write), and reading the events it is
+ * triggered by (contact.* needs contacts:read). A caller cannot define a workflow that
+ * does what it could not do itself.
+ */
+export function checkScopes(
+  principal: Principal,
+  definition: { steps?: StepDefinition[]; trigger_events?: string[] | null },
+) {
+  definition.steps?.forEach((step, index) => {
+    const required = STEP_TYPES[step.type].scope;
+    if (required && !hasScope(principal, required)) {
+      throw missingScope(principal, required, `steps.${index}.type`, `A '${step.type}' step`);
+    }
+  });
+  definition.trigger_events?.forEach((event, index) => {
+    // contact.created → the contacts group; events of groups without scopes need none.
+    const group = `${event.slice(0, event.indexOf("."))}s`;
+    if (!(SCOPE_GROUPS as readonly string[]).includes(group)) return;
+    const required: RequiredScope = { group, level: "read" };
+    if (!hasScope(principal, required)) {
+      throw missingScope(principal, required, `trigger_events.${index}`, `The event '${event}'`);
+    }
+  });
 }
 
 /**
@@ -201,12 +256,12 @@ interface WorkflowRow {
   id: string;
   name: string;
   description: string;
-  status: string;
+  status: z.output<typeof workflow>["status"];
   trigger_type: "manual" | "cron" | "event";
   cron_expression: string | null;
   timezone: string | null;
-  trigger_events: string[] | null;
-  concurrency: string;
+  trigger_events: z.output<typeof workflow>["trigger_events"];
+  concurrency: z.output<typeof workflow>["concurrency"];
   version: number;
   steps: StepDefinition[];
   created_at: Date;
@@ -214,7 +269,7 @@ interface WorkflowRow {
 }
 
 /** A workflow as list returns it (the spec's shape). */
-function workflowSummary(row: WorkflowRow) {
+function summaryToApi(row: WorkflowRow): z.input<typeof workflowSummary> {
   return {
     id: row.id,
     name: row.name,
@@ -228,8 +283,8 @@ function workflowSummary(row: WorkflowRow) {
 }
 
 /** A workflow with its trigger settings and steps (get, create, update). */
-function workflowToApi(row: WorkflowRow) {
-  const { created_at, updated_at, ...summary } = workflowSummary(row);
+function workflowToApi(row: WorkflowRow): z.input<typeof workflow> {
+  const { created_at, updated_at, ...summary } = summaryToApi(row);
   return {
     ...summary,
     cron_expression: row.cron_expression,
@@ -251,7 +306,10 @@ const selectWorkflows = (tx: Tx) =>
     join public.workflow_versions v on v.workflow_id = w.id and v.version = w.version
   `;
 
-export async function listWorkflows(tx: Tx, query: z.output<typeof listWorkflowsInput>) {
+export async function listWorkflows(
+  tx: Tx,
+  query: z.output<typeof listWorkflowsInput>,
+): Promise<z.input<typeof workflowList>> {
   const status = query.status ? tx`w.status = ${query.status}` : tx`w.status <> 'archived'`;
   const type = query.trigger_type ? tx`and w.trigger_type = ${query.trigger_type}` : tx``;
   const rows = await tx<(WorkflowRow & { total: number })[]>`
@@ -264,7 +322,7 @@ export async function listWorkflows(tx: Tx, query: z.output<typeof listWorkflows
     select count(*)::int as total from public.workflows w where ${status} ${type}
   `;
   return {
-    workflows: rows.map(workflowSummary),
+    workflows: rows.map(summaryToApi),
     pagination: paginationOf(query, total),
   };
 }
@@ -279,8 +337,15 @@ export async function getWorkflow(tx: Tx, id: string) {
   return workflowToApi(await findWorkflow(tx, id));
 }
 
-export async function createWorkflow(tx: Tx, input: CreateWorkflow) {
+/** The checks `create` makes, without saving anything (generated drafts). */
+export async function checkWorkflowDefinition(tx: Tx, input: CreateWorkflow) {
   checkSteps(input.steps);
+  await checkTrigger(tx, input);
+}
+
+export async function createWorkflow(tx: Tx, input: CreateWorkflow, principal?: Principal) {
+  checkSteps(input.steps);
+  if (principal) checkScopes(principal, input);
   const timezone = input.trigger_type === "cron" ? input.timezone ?? "UTC" : null;
   await checkTrigger(tx, input);
   const [{ id }] = await tx<{ id: string }[]>`
@@ -298,7 +363,8 @@ export async function createWorkflow(tx: Tx, input: CreateWorkflow) {
   return await getWorkflow(tx, id);
 }
 
-export async function updateWorkflow(tx: Tx, patch: UpdateWorkflow) {
+export async function updateWorkflow(tx: Tx, patch: UpdateWorkflow, principal?: Principal) {
+  if (principal) checkScopes(principal, patch);
   // Locked before it is read: a concurrent update (or archive) then commits first and is
   // seen below, instead of both adding the same version (a 500 on workflow_versions' key)
   // or this one writing back fields read before the other's commit (an archive undone).

@@ -39,7 +39,7 @@ import {
 import type { StepDefinition } from "./definitions.ts";
 import { INSTANCE_LIMITS, isFinished } from "./instances.ts";
 import { STEP_TYPES } from "./step-types.ts";
-import { StepFailure, type StepOutcome } from "./steps.ts";
+import { StepFailure, type StepIntent, type StepOutcome, type StepType } from "./steps.ts";
 import { render, RenderTooLarge, TemplateError } from "./templates.ts";
 
 interface InstanceState {
@@ -60,14 +60,27 @@ interface StepRecord {
   step_id: string;
   position: number;
   type: string;
-  status: "completed" | "waiting" | "retrying" | "failed" | "skipped";
+  status: "running" | "completed" | "waiting" | "retrying" | "failed" | "skipped";
   attempts: number;
   output: unknown;
   error: { code: string; message: string; details?: unknown } | null;
   started_at: Date | null;
   finished_at: Date | null;
   resume_at: Date | null;
+  /** What a waiting or running step waits on: a job it queued, or the call it intended. */
+  waiting_on: WaitingOn | null;
 }
+
+type WaitingOn = { job: { kind: string; ref: string } } | { intent: StepIntent };
+
+/** The outcome of a job a step waited for (private.job_outcomes). */
+interface JobOutcome {
+  result: unknown;
+  error: { code: string; message: string; details?: Record<string, unknown> } | null;
+}
+
+/** A waiting step's job is looked at again this often, in case its wake-up was lost. */
+const JOB_WAIT_RECHECK_MS = 3600_000;
 
 /** Versions never change once written, so each worker keeps the steps it has read. */
 const versionSteps = new Map<string, StepDefinition[]>();
@@ -113,7 +126,7 @@ function batched<V>(loadMany: (keys: string[]) => Promise<Map<string, V>>) {
 
 const loadInstance = batched(async (ids) => {
   const sql = serviceSql();
-  const [instances, records] = await Promise.all([
+  const [instances, records, outcomes] = await Promise.all([
     sql<InstanceState[]>`
       select i.id, i.org_id, i.environment, i.workflow_id, w.name as workflow_name,
              i.workflow_version, i.status, i.current_step, i.input, i.chain_depth, i.started_at
@@ -122,15 +135,26 @@ const loadInstance = batched(async (ids) => {
     `,
     sql<(StepRecord & { instance_id: string })[]>`
       select instance_id, step_id, position, type, status, attempts, output, error, started_at,
-             finished_at, resume_at
+             finished_at, resume_at, waiting_on
       from public.workflow_step_runs where instance_id = any(${ids})
       order by instance_id, position
     `,
+    sql<(JobOutcome & { waiter_ref: string; kind: string; ref: string })[]>`
+      select waiter_ref, kind, ref, result, error from private.job_outcomes
+      where waiter_kind = 'workflow' and waiter_ref = any(${ids})
+    `,
   ]);
   const loaded = new Map(
-    instances.map((instance) => [instance.id, { instance, records: [] as StepRecord[] }]),
+    instances.map((instance) => [instance.id, {
+      instance,
+      records: [] as StepRecord[],
+      outcomes: new Map<string, JobOutcome>(),
+    }]),
   );
   for (const { instance_id, ...record } of records) loaded.get(instance_id)?.records.push(record);
+  for (const { waiter_ref, kind, ref, ...outcome } of outcomes) {
+    loaded.get(waiter_ref)?.outcomes.set(`${kind}/${ref}`, outcome);
+  }
   return loaded;
 });
 
@@ -177,15 +201,26 @@ type Ending =
   | { kind: "continue" }
   | { kind: "reschedule"; at: Date }
   | { kind: "retry"; at: Date; error: JobError }
+  | { kind: "wait_for_job"; job: { kind: string; ref: string; payload: unknown } }
   | { kind: "completed"; output: unknown }
   | { kind: "failed"; error: NonNullable<StepRecord["error"]> & { step_id?: string } };
 
-export const runWorkflowJob = (ctx: JobContext) => withInstance(ctx, (run) => run.run());
+/**
+ * Runs the instance the job names with the registry's step types (`stepTypes`: a test's
+ * own registry, to drive the engine with step types of its own).
+ */
+export const runWorkflowJob = (ctx: JobContext, stepTypes = STEP_TYPES) =>
+  withInstance(ctx, stepTypes, (run) => run.run());
 
 /** The worker died MAX_CLAIMS times on this instance: it fails with WORKER_CRASHED. */
-export const giveUpWorkflowJob = (ctx: JobContext) => withInstance(ctx, (run) => run.giveUp());
+export const giveUpWorkflowJob = (ctx: JobContext) =>
+  withInstance(ctx, STEP_TYPES, (run) => run.giveUp());
 
-async function withInstance(ctx: JobContext, go: (run: InstanceRun) => Promise<void>) {
+async function withInstance(
+  ctx: JobContext,
+  stepTypes: Record<string, StepType>,
+  go: (run: InstanceRun) => Promise<void>,
+) {
   const loaded = await loadInstance(ctx.job.ref);
   if (!loaded || isFinished(loaded.instance.status)) {
     await ctx.finish(serviceSql());
@@ -193,7 +228,9 @@ async function withInstance(ctx: JobContext, go: (run: InstanceRun) => Promise<v
   }
   const steps = await loadSteps(loaded.instance.workflow_id, loaded.instance.workflow_version);
   try {
-    await go(new InstanceRun(loaded.instance, steps, loaded.records, ctx));
+    await go(
+      new InstanceRun(loaded.instance, steps, loaded.records, loaded.outcomes, ctx, stepTypes),
+    );
   } catch (error) {
     if (!(error instanceof RunStopped)) throw error;
   }
@@ -214,7 +251,9 @@ class InstanceRun {
     readonly instance: InstanceState,
     readonly steps: StepDefinition[],
     records: StepRecord[],
+    readonly outcomes: Map<string, JobOutcome>,
     readonly job: JobContext,
+    readonly stepTypes: Record<string, StepType>,
   ) {
     for (const record of records) {
       this.#records.set(record.step_id, record);
@@ -248,7 +287,6 @@ class InstanceRun {
   }
 
   async #runStep(step: StepDefinition): Promise<Ending> {
-    const type = STEP_TYPES[step.type];
     const previous = this.#records.get(step.id);
     if (previous?.status === "completed" || previous?.status === "skipped") {
       this.#position++;
@@ -266,31 +304,74 @@ class InstanceRun {
       started_at: previous?.started_at ? new Date(previous.started_at) : now,
       finished_at: null,
       resume_at: null,
+      waiting_on: null,
     };
 
-    // A durable delay that is already waiting: done once its time has come.
-    if (previous?.status === "waiting" && previous.resume_at) {
+    // Parked until a time (a delay): done once its time has come.
+    if (previous?.status === "waiting" && previous.resume_at && !previous.waiting_on) {
       const resumeAt = new Date(previous.resume_at);
       if (resumeAt > now) return await this.#commit({ kind: "reschedule", at: resumeAt });
       return this.#stepDone(record, { output: { waited_until: resumeAt.toISOString() } });
     }
-
     const checkpoint: Checkpoint = {
       position: this.#position,
       unsaved: this.#unsaved.length,
       lastOutput: this.#lastOutput,
       outputsBytes: this.#outputsBytes,
     };
+    // Parked until a job it queued ended: its result is the output, its error the failure.
+    const waitedJob = previous?.status === "waiting" && previous.waiting_on &&
+      "job" in previous.waiting_on && previous.waiting_on.job;
+    if (waitedJob) {
+      const outcome = this.outcomes.get(`${waitedJob.kind}/${waitedJob.ref}`);
+      if (!outcome) {
+        // Woken without an outcome: look again later (the job's end wakes it before that).
+        return await this.#commit({
+          kind: "reschedule",
+          at: new Date(Date.now() + JOB_WAIT_RECHECK_MS),
+        });
+      }
+      if (outcome.error) {
+        const { code, message, details } = outcome.error;
+        const failure = new StepFailure(code, message, false, details);
+        return await this.#stepFailed(step, record, failure, checkpoint);
+      }
+      return await this.#settle(step, record, { output: outcome.result }, checkpoint, true);
+    }
+
+    const type = this.stepTypes[step.type];
+    // An intent committed without a result: the worker died during the call. Never call
+    // again blindly: the type reconciles it with the provider, or the step fails.
+    const intent = previous?.status === "running" && previous.waiting_on &&
+      "intent" in previous.waiting_on && previous.waiting_on.intent;
+    if (intent) {
+      let outcome: StepOutcome;
+      try {
+        if (!type.reconcile) {
+          throw new StepFailure(
+            "OUTCOME_UNKNOWN",
+            `Step '${step.id}': the worker stopped during its call (attempt ${intent.attempt}, ` +
+              `key ${intent.key}) and whether the call took effect cannot be known; it is ` +
+              `not made a second time.`,
+            false,
+            { intent_key: intent.key, attempt: intent.attempt },
+          );
+        }
+        const config = this.#renderConfig(step);
+        outcome = await type.reconcile(this.#stepContext(step, config, record.attempts, intent));
+        if ("output" in outcome) this.#checkOutput(outcome.output);
+      } catch (error) {
+        return await this.#stepFailed(step, record, error, checkpoint);
+      }
+      return await this.#settle(step, record, outcome, checkpoint, true);
+    }
+
     record.attempts++;
     let outcome: StepOutcome;
     try {
       const config = this.#renderConfig(step);
-      const context = {
-        config,
-        idempotencyKey: `${this.instance.id}.${step.id}`,
-        environment: this.instance.environment,
-      };
-      if (type.mode === "transactional") {
+      const context = this.#stepContext(step, config, record.attempts);
+      if (type.effect === "transactional") {
         // The change and its record commit together (or not at all).
         let transactional!: StepOutcome;
         await this.#commit({ kind: "continue" }, async (tx) => {
@@ -304,12 +385,47 @@ class InstanceRun {
         this.#afterCommitted(record, transactional);
         return { kind: "continue" };
       }
-      outcome = await type.run({ ...context, tx: undefined as never });
+      if (type.effect === "intent") {
+        // The intent commits before the call (with the records before it).
+        record.status = "running";
+        record.waiting_on = { intent: context.intent };
+        await this.#commit({ kind: "continue" }, () => Promise.resolve([{ ...record }]));
+        checkpoint.unsaved = 0; // the records before it are committed with the intent
+        record.status = "completed";
+        record.waiting_on = null;
+      }
+      outcome = await type.run(context);
       if ("output" in outcome) this.#checkOutput(outcome.output);
     } catch (error) {
       return await this.#stepFailed(step, record, error, checkpoint);
     }
+    return await this.#settle(step, record, outcome, checkpoint, type.effect !== "none");
+  }
 
+  /** The context a step type's run or reconcile gets. */
+  #stepContext(step: StepDefinition, config: unknown, attempt: number, intent?: StepIntent) {
+    const idempotencyKey = `${this.instance.id}.${step.id}`;
+    return {
+      config,
+      idempotencyKey,
+      environment: this.instance.environment,
+      attempt,
+      intent: intent ?? { attempt, key: `${idempotencyKey}.${attempt}` },
+      tx: undefined as never,
+    };
+  }
+
+  /**
+   * What a step's outcome does: park until a time, park until a queued job ends, or
+   * complete (committed now when `commitNow`; a pure step's record rides with the next).
+   */
+  async #settle(
+    step: StepDefinition,
+    record: StepRecord,
+    outcome: StepOutcome,
+    checkpoint: Checkpoint,
+    commitNow: boolean,
+  ): Promise<Ending> {
     try {
       if ("waitUntil" in outcome) {
         if (outcome.waitUntil > new Date()) {
@@ -322,9 +438,21 @@ class InstanceRun {
           output: { waited_until: outcome.waitUntil.toISOString() },
         });
       }
+      if ("waitForJob" in outcome) {
+        const job = {
+          kind: outcome.waitForJob.kind,
+          ref: `${this.instance.id}.${step.id}.${record.attempts}`,
+        };
+        record.status = "waiting";
+        record.waiting_on = { job };
+        this.#unsaved.push(record);
+        return await this.#commit({
+          kind: "wait_for_job",
+          job: { ...job, payload: outcome.waitForJob.payload },
+        });
+      }
       this.#stepDone(record, outcome);
-      // Pure steps ride along with the next commit; others are committed now.
-      if (type.mode !== "pure") await this.#commit({ kind: "continue" });
+      if (commitNow) await this.#commit({ kind: "continue" });
       return { kind: "continue" };
     } catch (error) {
       // Only the commit's refusal of the data is the step's failure; anything else (the
@@ -362,7 +490,7 @@ class InstanceRun {
     // Whole-value templates share the values they name, so the JSON can be far larger
     // than the memory: measured, never written out.
     if (jsonLargerThan(rendered, limit)) throw tooLarge();
-    const parsed = STEP_TYPES[step.type].config.safeParse(rendered);
+    const parsed = this.stepTypes[step.type].config.safeParse(rendered);
     if (!parsed.success) {
       const problem = validationError(parsed.error.issues[0], rendered, "config", ["config"]);
       throw new StepFailure("INVALID_STEP_CONFIG", problem.message, false, problem.options.details);
@@ -396,6 +524,7 @@ class InstanceRun {
 
   #complete(record: StepRecord, outcome: { output: unknown }) {
     record.status = "completed";
+    record.waiting_on = null;
     record.output = outcome.output ?? null;
     record.finished_at = new Date();
   }
@@ -436,6 +565,7 @@ class InstanceRun {
         started_at: null,
         finished_at: null,
         resume_at: null,
+        waiting_on: null,
       });
     }
     this.#position = target;
@@ -455,6 +585,7 @@ class InstanceRun {
     this.#outputsBytes = checkpoint.outputsBytes;
     delete this.#outputs[step.id];
     record.output = null;
+    record.waiting_on = null;
     const failure = error instanceof StepFailure
       ? error
       : isDataError(error)
@@ -558,6 +689,10 @@ class InstanceRun {
         if (all.length > 0) await saveRecords(tx, this.instance, all);
         if (ending.kind === "reschedule") await this.job.reschedule(tx, ending.at);
         if (ending.kind === "retry") await this.job.retry(tx, ending.error, ending.at);
+        if (ending.kind === "wait_for_job") {
+          const { kind, ref, payload } = ending.job;
+          await this.job.waitFor(tx, kind, ref, payload);
+        }
         if (finished) {
           await emitEvent(
             tx,
@@ -588,15 +723,17 @@ class InstanceRun {
 async function saveRecords(tx: Tx, instance: InstanceState, records: StepRecord[]) {
   await tx`
     insert into public.workflow_step_runs as r (instance_id, org_id, environment, step_id,
-      position, type, status, attempts, output, error, started_at, finished_at, resume_at)
+      position, type, status, attempts, output, error, started_at, finished_at, resume_at,
+      waiting_on)
     select ${instance.id}, ${instance.org_id}, ${instance.environment}, x.step_id, x.position, x.type, x.status, x.attempts, x.output, x.error,
-           x.started_at, x.finished_at, x.resume_at
+           x.started_at, x.finished_at, x.resume_at, x.waiting_on
     from jsonb_to_recordset(${tx.json(records as never)}) as x(step_id text, position int,
       type text, status text, attempts int, output jsonb, error jsonb, started_at timestamptz,
-      finished_at timestamptz, resume_at timestamptz)
+      finished_at timestamptz, resume_at timestamptz, waiting_on jsonb)
     on conflict (instance_id, step_id) do update set
       status = excluded.status, attempts = excluded.attempts, output = excluded.output,
       error = excluded.error, started_at = coalesce(r.started_at, excluded.started_at),
-      finished_at = excluded.finished_at, resume_at = excluded.resume_at
+      finished_at = excluded.finished_at, resume_at = excluded.resume_at,
+      waiting_on = excluded.waiting_on
   `;
 }

@@ -1,15 +1,24 @@
 /**
- * The step types a workflow can use: one entry per type, with the schema of its config
- * (after templates are rendered) and how it runs. Later groups add theirs here
- * (send_message, invoke_agent, create_invoice, create_event, mcp_tool, extract_document).
+ * The workflows group's own step types (set, condition, http_request, delay), and the
+ * contract every step type follows; the registry of all of them, gathered from the
+ * domains' step modules, is step-types.ts.
  *
- * How a type runs decides how the engine commits it (see engine.ts):
- * - "pure": no side effect, same result every time; it is written with the next commit.
- * - "transactional": its effect is a database change made in the same transaction that
- *   records the step, so a retried step can never do it twice.
- * - "external": it talks to another system; the request carries an idempotency key that
- *   is the same on every attempt (instance + step), so the receiver can drop repeats.
- * - "delay": durable waiting: the job is rescheduled, no worker sleeps.
+ * A step type declares how its side effect is made safe, and the engine (engine.ts) commits
+ * it accordingly, never by the type's name:
+ * - "none": no side effect, the same result every time; written with the next commit.
+ * - "transactional": a database change made in the transaction that records the step, so
+ *   a retried step can never make it twice.
+ * - "idempotency_key": a call to a provider that honours a key which is the same on every
+ *   attempt (`idempotencyKey`: instance + step), so a repeat after a crash is dropped there.
+ * - "intent": a call to a provider that does not deduplicate (WhatsApp, SMTP, Gemini): the
+ *   engine commits an intent (attempt and a stable key) before the call and the result
+ *   after it. A run that finds an intent without a result (the worker died in between)
+ *   does not call again: the type's `reconcile` looks the result up at the provider, or
+ *   the step fails with OUTCOME_UNKNOWN (never a second send).
+ * A step can also park its instance instead of giving an output: `{ waitUntil }` (a
+ * durable delay) or `{ waitForJob: {kind, payload} }` (the engine queues that job in the
+ * step's commit; the job's result becomes the step's output, its failure the step's).
+ * A type may name the scope a caller needs to put it in a workflow (`scope`).
  */
 import type { Environment } from "../platform/environment.ts";
 import { z } from "zod";
@@ -17,6 +26,7 @@ import type { Tx } from "../platform/db.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { outboundFetch } from "../platform/outbound/fetch.ts";
 import { KiB } from "../platform/json-size.ts";
+import type { RequiredScope } from "../platform/principal.ts";
 import { findUnstorable, storableText } from "../platform/storable-json.ts";
 
 export class StepFailure extends Error {
@@ -31,23 +41,46 @@ export class StepFailure extends Error {
   }
 }
 
+/** What an `intent` step committed before its call: the same key on every look-up. */
+export interface StepIntent {
+  /** The step's attempt that made the call. */
+  attempt: number;
+  /** `<instance id>.<step id>.<attempt>`: the key to find the call at the provider. */
+  key: string;
+}
+
 export interface StepContext<Config> {
   config: Config;
   /** `<instance id>.<step id>`: the same on every attempt of this step. */
   idempotencyKey: string;
   environment: Environment;
-  /** Transactional steps only: the transaction that records the step. */
+  /** This attempt of the step, from 1. */
+  attempt: number;
+  /** `transactional` steps only: the transaction that records the step. */
   tx: Tx;
+  /** `intent` steps only: the intent committed before this call. */
+  intent: StepIntent;
 }
 
 export type StepOutcome =
   | { output: unknown; goTo?: string }
-  | { waitUntil: Date };
+  | { waitUntil: Date }
+  | { waitForJob: { kind: string; payload: unknown } };
+
+export type StepEffect = "none" | "transactional" | "idempotency_key" | "intent";
 
 export interface StepType<Config = unknown> {
-  mode: "pure" | "transactional" | "external" | "delay";
+  effect: StepEffect;
   config: z.ZodType<Config>;
+  /** The scope a caller needs to define a workflow with this step (beyond workflows:write). */
+  scope?: RequiredScope;
   run(ctx: StepContext<Config>): Promise<StepOutcome> | StepOutcome;
+  /**
+   * `intent` steps: the run after a crash found this intent without a result. Return the
+   * call's outcome as the provider knows it, or throw; without it the step fails with
+   * OUTCOME_UNKNOWN.
+   */
+  reconcile?(ctx: StepContext<Config>): Promise<StepOutcome> | StepOutcome;
 }
 
 export const defineStep = <S extends z.ZodType>(step: StepType<z.output<S>> & { config: S }) =>
@@ -137,13 +170,13 @@ const delayConfig = z.strictObject({
 /** The workflow group's own step types (the registry is step-types.ts). */
 export const WORKFLOW_STEP_TYPES: Record<string, StepType> = {
   set: defineStep({
-    mode: "pure",
+    effect: "none",
     config: z.strictObject({ values: z.record(z.string().min(1).max(100), z.unknown()) }),
     run: ({ config }) => ({ output: config.values }),
   }),
 
   condition: defineStep({
-    mode: "pure",
+    effect: "none",
     config: conditionConfig,
     run: ({ config }) => {
       const matched = conditionHolds(config);
@@ -153,7 +186,7 @@ export const WORKFLOW_STEP_TYPES: Record<string, StepType> = {
   }),
 
   http_request: defineStep({
-    mode: "external",
+    effect: "idempotency_key",
     config: httpRequestConfig,
     run: async ({ config, idempotencyKey }) => {
       const headers: Record<string, string> = {
@@ -204,7 +237,7 @@ export const WORKFLOW_STEP_TYPES: Record<string, StepType> = {
   }),
 
   delay: defineStep({
-    mode: "delay",
+    effect: "none",
     config: delayConfig,
     run: ({ config }) => ({
       waitUntil: config.until !== undefined
