@@ -76,3 +76,9 @@ insert into public.workflow_versions (workflow_id, version, org_id, environment,
      "config": {"values": {"invoicing_for": "{{steps.period.output.period_start}}"}}},
     {"id": "done", "type": "set", "config": {"values": {"invoices_prepared": true}}}
   ]$json$);
+
+-- AI credits: every organization starts with its plan's monthly allowance (the trigger in
+-- 20261201000900_credits.sql); the demo organizations get 100,000 more for local use, as a
+-- `grant` in their ledger.
+select private.grant_credits(id, 100000, 'demo seed')
+from public.organizations where id in ('org_demo_acme', 'org_demo_bistro');

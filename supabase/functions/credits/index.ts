@@ -1,0 +1,3 @@
+import app from "../../../shared/credits/app.ts";
+
+Deno.serve(app.fetch);
