@@ -20,10 +20,15 @@ import { contactsSection } from "./contacts.ts";
 import { type BenchContext, type BenchSection, type BenchSettings, freePort } from "./context.ts";
 import { ensureWrk, killRunningWrk } from "./wrk.ts";
 import { webhooksSection } from "./webhooks.ts";
-import { workflowsSection } from "./workflows.ts";
+import { jobKindsSection, workflowsSection } from "./workflows.ts";
 
 /** Later sections (workflows, webhooks) are added here. */
-const SECTIONS: BenchSection[] = [contactsSection, workflowsSection, webhooksSection];
+const SECTIONS: BenchSection[] = [
+  contactsSection,
+  workflowsSection,
+  jobKindsSection,
+  webhooksSection,
+];
 
 function numberFromEnv(name: string, fallback: number, min: number) {
   const text = Deno.env.get(name);

@@ -35,6 +35,13 @@
  * with a backlog of 10,000 due jobs of one organization, the fair claim against the old
  * oldest-first claim, on a copy of the jobs table that no worker touches.
  *
+ * Kind fairness (section "job-kinds", run after this one): a Worker in this process (16 slots) runs two bench-only job kinds
+ * (the stack's workers never claim them): `bench_quick` jobs (no-op, 100 at 20/s, their
+ * latency from insert to the handler's start) alone; then while 10,000 `bench_slow` jobs
+ * of 2 s each are queued (the slow kind capped at 3/4 of the slots, as the registry's
+ * kinds are); then the same flood with the slow kind uncapped (share 1: the claim's turns
+ * alone). Same organization for both kinds.
+ *
  * Both are warmed up first each round (ours: 50 instances; graphile: 250 jobs) and measured
  * alternately (graphile, ours, graphile, …; BENCH_ROUNDS, default 2); the tables show
  * medians. Targets (issue 3): ours steps/s ≥ 0.5 × graphile jobs/s, and ours p50
@@ -44,6 +51,7 @@
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import { type BenchContext, type BenchSection, median } from "./context.ts";
 import { ms, percent, table } from "./measure.ts";
+import { defineJobKind, type JobKind, Worker } from "../../shared/platform/worker.ts";
 
 const INSTANCES = 1_000;
 const STEPS = [
@@ -695,7 +703,8 @@ async function measureClaimCost(ctx: BenchContext): Promise<ClaimCost[]> {
   `;
   await ctx.db`create index on claim_bench.fifo_jobs (available_at)`;
   const [{ definition }] = await ctx.db<{ definition: string }[]>`
-    select pg_get_functiondef('private.claim_jobs(text[], int, int)'::regprocedure) as definition
+    select pg_get_functiondef('private.claim_jobs(text[], int, int, int[])'::regprocedure)
+      as definition
   `;
   await ctx.db.unsafe(definition.replaceAll("private.", "claim_bench."));
   await ctx.db.unsafe(FIFO_CLAIM);
@@ -928,6 +937,114 @@ function printResults(ours: RoundResult, graphile: RoundResult, rounds: number) 
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// Kind fairness: a flood of slow jobs of one kind against another kind's jobs
+// ---------------------------------------------------------------------------------------
+
+const KIND_FLOOD = Number(Deno.env.get("BENCH_KIND_FLOOD") || 10_000);
+const KIND_FLOOD_JOB_MS = 2_000;
+const KIND_QUICK_ITEMS = 100;
+const KIND_QUICK_PER_SECOND = 20;
+const KIND_WORKER_SLOTS = 16;
+
+interface KindFairness {
+  alone: Latencies;
+  capped: Latencies;
+  uncapped: Latencies;
+}
+
+async function measureKindFairness(ctx: BenchContext): Promise<KindFairness> {
+  // The Worker in this process reaches the stack's database through shared/platform/db.ts.
+  Deno.env.set("SUPABASE_DB_URL", ctx.stack.db_url);
+  const [org] = await ctx.db<{ id: string }[]>`
+    insert into public.organizations (id, name) values ('org_bench_kinds', 'Bench kinds')
+    on conflict (id) do update set name = excluded.name returning id
+  `;
+  const kinds = ["bench_slow", "bench_quick"];
+  const clear = () => ctx.db`delete from private.jobs where kind = any(${kinds})`;
+  await clear();
+  ctx.defer(async () => {
+    await clear();
+  });
+  const noRetries = { maxAttempts: 1, backoff: () => 0 };
+  let seen: number[] = [];
+  const quick = defineJobKind({
+    kind: "bench_quick",
+    handler: (job) => {
+      seen.push(Date.now() - Number(job.job.payload.queued_at));
+      return Promise.resolve();
+    },
+    retry: noRetries,
+    concurrency: { share: 0.75 },
+  });
+  const slow = (share: number) =>
+    defineJobKind({
+      kind: "bench_slow",
+      handler: () => sleep(KIND_FLOOD_JOB_MS),
+      retry: noRetries,
+      concurrency: { share },
+    });
+
+  const measure = async (kinds: JobKind[], flood: boolean) => {
+    seen = [];
+    if (flood) {
+      await ctx.db`
+        insert into private.jobs (kind, ref, org_id, environment)
+        select 'bench_slow', 'slow_' || n, ${org.id}, 'live'
+        from generate_series(1, ${KIND_FLOOD}) as n
+      `;
+    }
+    const worker = new Worker({ kinds, concurrency: KIND_WORKER_SLOTS, log: () => {} });
+    const running = worker.run();
+    try {
+      // Let the flood take its slots before the quick jobs come.
+      if (flood) await sleep(KIND_FLOOD_JOB_MS / 2);
+      let n = 0;
+      await paced(
+        async () => {
+          await ctx.db`
+          insert into private.jobs (kind, ref, org_id, environment, payload)
+          values ('bench_quick', ${`quick_${n++}`}, ${org.id}, 'live',
+                  ${ctx.db.json({ queued_at: Date.now() })})
+        `;
+        },
+        KIND_QUICK_ITEMS,
+        KIND_QUICK_PER_SECOND,
+      );
+      const deadline = Date.now() + 60_000;
+      while (seen.length < KIND_QUICK_ITEMS && Date.now() < deadline) await sleep(50);
+      if (seen.length < KIND_QUICK_ITEMS) {
+        throw new Error(`only ${seen.length} of ${KIND_QUICK_ITEMS} quick jobs ran in 60 s`);
+      }
+    } finally {
+      await ctx.db`delete from private.jobs where kind = 'bench_slow' and lease_token is null`;
+      await worker.stop();
+      await running;
+      await clear();
+    }
+    return latencies(seen);
+  };
+  return {
+    alone: await measure([quick, slow(0.75)], false),
+    capped: await measure([quick, slow(0.75)], true),
+    uncapped: await measure([quick, slow(1)], true),
+  };
+}
+
+function printKindFairness(f: KindFairness) {
+  console.log(
+    `\nKind fairness: ${KIND_QUICK_ITEMS} jobs of one kind at ${KIND_QUICK_PER_SECOND}/s ` +
+      `(insert → handler start), alone and while ${KIND_FLOOD} jobs of another kind ` +
+      `(${KIND_FLOOD_JOB_MS / 1000} s each) are queued; one worker of ${KIND_WORKER_SLOTS} slots`,
+  );
+  console.log(table([
+    ["quick kind", "p50 / p99"],
+    ["alone", pair(f.alone)],
+    ["flood, slow kind capped at 3/4 of the slots", pair(f.capped)],
+    ["flood, slow kind uncapped (turns only)", pair(f.uncapped)],
+  ]));
+}
+
 export const workflowsSection: BenchSection = {
   name: "workflows",
   async run(ctx) {
@@ -954,5 +1071,14 @@ export const workflowsSection: BenchSection = {
     const fairness = await measureFairness(ctx, ours);
     ctx.log("claim cost: fair against oldest-first");
     printFairness(fairness, await measureClaimCost(ctx));
+  },
+};
+
+/** `deno task bench job-kinds`: kind fairness alone (also run after `workflows`). */
+export const jobKindsSection: BenchSection = {
+  name: "job-kinds",
+  async run(ctx) {
+    ctx.log("kind fairness: one kind's jobs alone, then during a flood of slow jobs of another");
+    printKindFairness(await measureKindFairness(ctx));
   },
 };
