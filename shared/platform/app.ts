@@ -9,6 +9,7 @@
 import { type Context, Hono } from "hono";
 import { getPath } from "hono/utils/url";
 import type { z } from "zod";
+import { AnswerStream, STREAMING } from "./answer-stream.ts";
 import { databaseUnreachable, serviceSql, type Tx, withClaims } from "./db.ts";
 import { ApiError } from "./errors.ts";
 import { authenticate } from "./middleware/authenticate.ts";
@@ -52,6 +53,12 @@ export interface CallContext<Data> {
   requestId: string;
   /** Aborts when the client goes away: stop a generation, cancel a provider call. */
   signal: AbortSignal;
+  /**
+   * Sends the client an event before the answer (a model's partial output). The first one
+   * turns the answer into `text/event-stream`: the events, then the final answer as a
+   * `result` event (or its error as an `error` event). Never called: a JSON answer.
+   */
+  emit: (event: string, data: unknown) => void;
 }
 
 /** How the external call ended, for the phase that records it. */
@@ -144,9 +151,13 @@ export function envelope(data: unknown) {
   return { success: true as const, data };
 }
 
-/** The error envelope for anything thrown: ApiErrors as they are, the rest as 500/503. */
+/** Anything thrown as the ApiError to answer: ApiErrors as they are, the rest as 500/503. */
+const apiErrorOf = (c: Context, error: unknown) =>
+  error instanceof ApiError ? error : unexpected(c, error);
+
+/** The error envelope for anything thrown. */
 export function errorResponse(c: Context, error: unknown) {
-  const apiError = error instanceof ApiError ? error : unexpected(c, error);
+  const apiError = apiErrorOf(c, error);
   return c.json(apiError.toBody(), apiError.status as never, apiError.options.headers);
 }
 
@@ -300,6 +311,7 @@ interface PhaseContext {
   principal: Principal;
   requestId: string;
   signal: AbortSignal;
+  emit: (event: string, data: unknown) => void;
   /** Stores the final envelope for Idempotency-Key replays (in the given transaction). */
   complete?: (sql: Tx, body: unknown) => Promise<void>;
 }
@@ -385,21 +397,38 @@ export function createGroupApp(group: string, actions: Action[], options: GroupO
         "Idempotent-Replayed": "true",
       });
     }
-    let answer: unknown;
-    try {
-      answer = await runPhases(action, {
-        data: validate(action.input, rawData),
-        principal,
-        requestId: c.get("requestId"),
-        signal: c.req.raw.signal,
-        // Stored in the same transaction as the last change, or right after the call.
-        complete: idempotency.kind === "claimed"
-          ? (sql, body) => idempotency.claim.complete(sql, 200, body)
-          : undefined,
+    const stream = new AnswerStream();
+    const run = async () => {
+      try {
+        return await runPhases(action, {
+          data: validate(action.input, rawData),
+          principal,
+          requestId: c.get("requestId"),
+          signal: AbortSignal.any([c.req.raw.signal, stream.cancelled]),
+          emit: stream.emit,
+          // Stored in the same transaction as the last change, or right after the call.
+          complete: idempotency.kind === "claimed"
+            ? (sql, body) => idempotency.claim.complete(sql, 200, body)
+            : undefined,
+        });
+      } catch (error) {
+        if (idempotency.kind === "claimed") await idempotency.claim.release();
+        throw error;
+      }
+    };
+    // A JSON answer when the phases end first; a stream when the call emits first.
+    const phases = run();
+    const answer = await Promise.race([phases, stream.started]);
+    if (answer === STREAMING) {
+      // The call emitted: the rest of the answer is a stream, its end the final answer.
+      const final = phases.then(
+        (result) => ({ event: "result" as const, data: envelope(result) }),
+        (error) => ({ event: "error" as const, data: apiErrorOf(c, error).toBody() }),
+      );
+      return c.body(stream.body(final), 200, {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-cache",
       });
-    } catch (error) {
-      if (idempotency.kind === "claimed") await idempotency.claim.release();
-      throw error;
     }
     if (answer instanceof BinaryAnswer) {
       if (idempotency.kind === "claimed") await idempotency.claim.release();
