@@ -2,8 +2,9 @@
  * Every job kind the worker runs, each declared by its domain with `defineJobKind`
  * (handler, retry policy, share of a worker's slots): adding a kind is one line here.
  */
+import { AGENT_INVOCATION_JOB } from "./agents/steps.ts";
 import type { JobKind } from "./platform/worker.ts";
 import { WEBHOOK_JOB } from "./webhooks/jobs.ts";
 import { WORKFLOW_JOB } from "./workflows/jobs.ts";
 
-export const JOB_KINDS: readonly JobKind[] = [WORKFLOW_JOB, WEBHOOK_JOB];
+export const JOB_KINDS: readonly JobKind[] = [WORKFLOW_JOB, WEBHOOK_JOB, AGENT_INVOCATION_JOB];

@@ -82,3 +82,57 @@ insert into public.workflow_versions (workflow_id, version, org_id, environment,
 -- `grant` in their ledger.
 select private.grant_credits(id, 100000, 'demo seed')
 from public.organizations where id in ('org_demo_acme', 'org_demo_bistro');
+
+-- AI agents: each demo organization has an intent classifier and an email drafter (the
+-- spec's list example). Acme's carry the spec's ids, and the classifier's output schema is
+-- the spec's invoke output, so the spec's invoke example works as printed (with the local
+-- Gemini stand-in, whose answers take each enum's first value: intent "plan_upgrade").
+insert into public.agents (id, org_id, environment, name, description, category, model,
+                           instructions, input_schema, output_schema, temperature)
+select demo.id, demo.org_id, 'live', kind.name, kind.description, kind.category,
+       'gemini-2.5-flash', kind.instructions, kind.input_schema::jsonb,
+       kind.output_schema::jsonb, kind.temperature
+from (values
+  ('ag_classifier_01', 'org_demo_acme', 'classifier'),
+  ('ag_email_draft', 'org_demo_acme', 'email'),
+  ('ag_bistro_classifier', 'org_demo_bistro', 'classifier'),
+  ('ag_bistro_email_draft', 'org_demo_bistro', 'email')
+) as demo (id, org_id, kind)
+join (values
+  ('classifier', 'Intent classifier', 'Analyzes incoming text and classifies user intent', 'nlp',
+   'Classify the intent of the customer''s text. Use the context when it is given. Answer with '
+   'the intent, your confidence between 0 and 1, the action the team should take, and the '
+   'entities you found (the target plan, the client id).',
+   $json${"type": "object", "required": ["text"],
+          "properties": {"text": {"type": "string", "minLength": 1},
+                         "context": {"type": "object"}}}$json$,
+   $json${"type": "object",
+          "required": ["intent", "confidence", "suggested_action", "extracted_entities"],
+          "properties": {
+            "intent": {"type": "string", "enum": ["plan_upgrade", "plan_downgrade",
+              "cancellation", "billing_question", "support_request", "other"]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "suggested_action": {"type": "string", "enum": ["route_to_sales",
+              "route_to_support", "route_to_billing", "reply_automatically", "no_action"]},
+            "extracted_entities": {"type": "object", "properties": {
+              "target_plan": {"type": "string", "enum": ["enterprise", "pro", "starter"]},
+              "client_id": {"type": "string"}}}},
+          "propertyOrdering": ["intent", "confidence", "suggested_action",
+                               "extracted_entities"]}$json$,
+   0.1),
+  ('email', 'Email drafter', 'Generates draft replies for incoming emails', 'communication',
+   'Draft a reply to the incoming email: friendly, short, in the language of the email. Do '
+   'not promise prices or dates that are not in the email or its context.',
+   $json${"type": "object", "required": ["email"],
+          "properties": {"email": {"type": "string", "minLength": 1},
+                         "sender_name": {"type": "string"},
+                         "tone": {"type": "string", "enum": ["friendly", "formal"]},
+                         "context": {"type": "object"}}}$json$,
+   $json${"type": "object", "required": ["subject", "body", "tone"],
+          "properties": {"subject": {"type": "string"},
+                         "body": {"type": "string"},
+                         "tone": {"type": "string", "enum": ["friendly", "formal"]}},
+          "propertyOrdering": ["subject", "body", "tone"]}$json$,
+   0.7)
+) as kind (kind, name, description, category, instructions, input_schema, output_schema,
+           temperature) on kind.kind = demo.kind;

@@ -2,6 +2,7 @@
  * Every step type a workflow can use, gathered from the domains' step modules: adding a
  * group's steps is one line here.
  */
+import { AGENT_STEP_TYPES } from "../agents/steps.ts";
 import { CONTACT_STEP_TYPES } from "../contacts/steps.ts";
 import type { StepType } from "./steps.ts";
 import { WORKFLOW_STEP_TYPES } from "./steps.ts";
@@ -9,6 +10,7 @@ import { WORKFLOW_STEP_TYPES } from "./steps.ts";
 export const STEP_TYPES: Record<string, StepType> = {
   ...WORKFLOW_STEP_TYPES,
   ...CONTACT_STEP_TYPES,
+  ...AGENT_STEP_TYPES,
 };
 
 export const STEP_TYPE_NAMES = Object.keys(STEP_TYPES) as [string, ...string[]];

@@ -67,6 +67,7 @@ Deno.test("the registry: every type says how its effect is made safe; contact st
       delay: "none",
       create_contact: "transactional",
       update_contact: "transactional",
+      invoke_agent: "none",
     },
   );
   for (const name of ["create_contact", "update_contact"]) {

@@ -1,0 +1,3 @@
+import app from "../../../shared/agents/app.ts";
+
+Deno.serve(app.fetch);
