@@ -3,8 +3,14 @@
  * (handler, retry policy, share of a worker's slots): adding a kind is one line here.
  */
 import { AGENT_INVOCATION_JOB } from "./agents/steps.ts";
+import { DOCUMENT_EXTRACTION_JOB } from "./documents/steps.ts";
 import type { JobKind } from "./platform/worker.ts";
 import { WEBHOOK_JOB } from "./webhooks/jobs.ts";
 import { WORKFLOW_JOB } from "./workflows/jobs.ts";
 
-export const JOB_KINDS: readonly JobKind[] = [WORKFLOW_JOB, WEBHOOK_JOB, AGENT_INVOCATION_JOB];
+export const JOB_KINDS: readonly JobKind[] = [
+  WORKFLOW_JOB,
+  WEBHOOK_JOB,
+  AGENT_INVOCATION_JOB,
+  DOCUMENT_EXTRACTION_JOB,
+];

@@ -10,7 +10,14 @@ export type ScopeLevel = typeof SCOPE_LEVELS[number];
  * to build a group whose actions API keys may call unless it is listed here, so the list
  * cannot fall behind the groups that exist.
  */
-export const SCOPE_GROUPS = ["contacts", "workflows", "webhooks", "credits", "agents"] as const;
+export const SCOPE_GROUPS = [
+  "contacts",
+  "workflows",
+  "webhooks",
+  "credits",
+  "agents",
+  "documents",
+] as const;
 export type ScopeGroup = typeof SCOPE_GROUPS[number];
 
 /**

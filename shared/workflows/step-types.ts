@@ -4,12 +4,14 @@
  */
 import { AGENT_STEP_TYPES } from "../agents/steps.ts";
 import { CONTACT_STEP_TYPES } from "../contacts/steps.ts";
+import { DOCUMENT_STEP_TYPES } from "../documents/steps.ts";
 import type { StepType } from "./steps.ts";
 import { WORKFLOW_STEP_TYPES } from "./steps.ts";
 
 export const STEP_TYPES: Record<string, StepType> = {
   ...WORKFLOW_STEP_TYPES,
   ...CONTACT_STEP_TYPES,
+  ...DOCUMENT_STEP_TYPES,
   ...AGENT_STEP_TYPES,
 };
 

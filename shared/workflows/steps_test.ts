@@ -68,8 +68,10 @@ Deno.test("the registry: every type says how its effect is made safe; contact st
       create_contact: "transactional",
       update_contact: "transactional",
       invoke_agent: "none",
+      extract_document: "none",
     },
   );
+  assert.deepEqual(STEP_TYPES.extract_document.scope, { group: "documents", level: "write" });
   for (const name of ["create_contact", "update_contact"]) {
     assert.deepEqual(STEP_TYPES[name].scope, { group: "contacts", level: "write" });
   }

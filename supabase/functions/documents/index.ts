@@ -1,0 +1,3 @@
+import app from "../../../shared/documents/app.ts";
+
+Deno.serve(app.fetch);
