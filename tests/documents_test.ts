@@ -494,10 +494,19 @@ test("invalid base64 is a 400 naming content_base64", async () => {
 test("a document over 10 MiB is 413, uploaded or fetched; exactly 10 MiB is accepted", async () => {
   const org = await createTestOrg();
   const key = await org.key();
-  const big = new Uint8Array(MAX_DOCUMENT_BYTES + 1).fill(0x41); // "AAAA…": plain text
+  // Over the limit by 32 KiB: the JSON body is still within the upload's body limit, so the
+  // decoded size is what refuses it. "AAAA…" is plain text.
+  const big = new Uint8Array(MAX_DOCUMENT_BYTES + 32 * 1024).fill(0x41);
   const over = await upload(key, { filename: "big.txt", content_base64: base64(big) });
   expectError(over, 413, "PAYLOAD_TOO_LARGE");
   assert.equal(over.body.error.details.field, "content_base64");
+  // Further over, the body itself is over the upload's body limit: 413 all the same.
+  const huge = new Uint8Array(MAX_DOCUMENT_BYTES + 1024 * 1024).fill(0x41);
+  expectError(
+    await upload(key, { filename: "huge.txt", content_base64: base64(huge) }),
+    413,
+    "PAYLOAD_TOO_LARGE",
+  );
   const atLimit = await upload(key, {
     filename: "limit.txt",
     content_base64: base64(big.subarray(0, MAX_DOCUMENT_BYTES)),
@@ -807,4 +816,62 @@ test("step extract_document: putting it in a workflow needs documents:write", as
   }, { key });
   expectError(response, 403, "AUTH_INSUFFICIENT_SCOPE");
   assert.equal(response.body.error.details.required_scope, "documents:write");
+});
+
+// ---------------------------------------------------------------------------------------
+// Work left half done by a process that died between the phases
+
+test("after 10 minutes, pending uploads and running runs left by a crash are settled", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  // Its file is in Storage: made pending again, as if the record phase never ran.
+  const reached = await uploadPdf(key);
+  const suffix = crypto.randomUUID().replaceAll("-", "");
+  const lostDocument = `doc_${suffix}`;
+  const lostRun = `ext_${suffix}`;
+  const before = await balanceOf(org.orgId);
+  await db.begin(async (tx) => {
+    await tx`select set_config('request.jwt.claims', ${
+      JSON.stringify({ org_id: org.orgId, environment: "live" })
+    }, true)`;
+    await tx`
+      update public.documents set status = 'pending', created_at = now() - interval '11 minutes'
+      where id = ${reached.document_id}
+    `;
+    // Its file never reached Storage.
+    await tx`
+      insert into public.documents (id, org_id, environment, filename, storage_path, size_bytes,
+                                    mime_type, created_at)
+      values (${lostDocument}, ${org.orgId}, 'live', 'lost.pdf',
+              ${`${org.orgId}/${lostDocument}/lost.pdf`}, 10, 'application/pdf',
+              now() - interval '11 minutes')
+    `;
+    await tx`
+      insert into public.document_extractions (id, org_id, environment, operation, model,
+                                               credits, created_at)
+      values (${lostRun}, ${org.orgId}, 'live', 'extract', 'gemini-2.5-flash', 3,
+              now() - interval '11 minutes')
+    `;
+    await tx`select * from private.debit_credits('ocr_extraction', 3, ${lostRun})`;
+  });
+  assert.equal(await balanceOf(org.orgId), before - 3);
+
+  await db`select private.finish_abandoned_document_work()`;
+  const documents = await db`
+    select id, status from public.documents where org_id = ${org.orgId} order by id
+  `;
+  assert.deepEqual(documents.map((d) => [d.id, d.status]), [[reached.document_id, "stored"]]);
+  const [run] = await db`
+    select status, credits, error from public.document_extractions where id = ${lostRun}
+  `;
+  assert.equal(run.status, "failed");
+  assert.equal(run.credits, 0);
+  assert.equal(run.error.code, "PROCESSING_ABANDONED");
+  assert.equal(await balanceOf(org.orgId), before, "refunded");
+  const [event] = await db`
+    select data from public.events
+    where org_id = ${org.orgId} and type = 'document.processed'
+  `;
+  assert.equal(event.data.extraction_id, lostRun);
+  assert.equal(event.data.status, "failed");
 });
