@@ -10,6 +10,7 @@ import {
   rotateApiKey,
   rotateKeyInput,
 } from "./keys.ts";
+import { apiKey, apiKeyList, apiKeyRotation, createdApiKey } from "./schemas.ts";
 
 /**
  * POST /v1/api-keys[/<action>]: key management. Only a signed-in owner or admin (user
@@ -24,6 +25,7 @@ export const actions = [
     usersOnly: true,
     replayable: false,
     input: createKeyInput,
+    output: createdApiKey,
     handler: async ({ tx, data }) => {
       await requireOrgAdmin(tx);
       return await mintApiKey(tx, data);
@@ -36,6 +38,7 @@ export const actions = [
     mutates: false,
     usersOnly: true,
     input: listKeysInput,
+    output: apiKeyList,
     handler: async ({ tx, data }) => {
       await requireOrgAdmin(tx);
       return await listApiKeys(tx, data.include_revoked);
@@ -49,6 +52,7 @@ export const actions = [
     usersOnly: true,
     replayable: false,
     input: rotateKeyInput,
+    output: apiKeyRotation,
     handler: async ({ tx, data }) => {
       await requireOrgAdmin(tx);
       return await rotateApiKey(tx, data);
@@ -61,6 +65,7 @@ export const actions = [
     mutates: true,
     usersOnly: true,
     input: revokeKeyInput,
+    output: apiKey,
     handler: async ({ tx, data }) => {
       await requireOrgAdmin(tx);
       return await revokeApiKey(tx, data.id);

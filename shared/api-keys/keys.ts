@@ -4,15 +4,14 @@
  */
 import { z } from "zod";
 import { type Environment, ENVIRONMENTS } from "../platform/environment.ts";
-import { prefixedId } from "../platform/ids.ts";
 import { generateApiKey, hashApiKey, type KeyType } from "./format.ts";
 import type { Sql, Tx } from "../platform/db.ts";
 import { ApiError, invalidField, notFound } from "../platform/errors.ts";
 import { ALL_SCOPES, levelOf, type Scope } from "../platform/principal.ts";
 import { isoTimestamp } from "../platform/time.ts";
+import { apiKey, apiKeyList, apiKeyRotation, createdApiKey, keyId } from "./schemas.ts";
 
 export const MAX_ROTATION_GRACE_SECONDS = 24 * 60 * 60;
-const keyId = prefixedId("key", "an API key");
 /**
  * Broad (`read`, `write`, `admin`) or one group's (`contacts:read`, `webhooks:admin`); an
  * unknown group or level is a 400 naming `scopes.N`.
@@ -75,7 +74,7 @@ function statusOf(row: KeyRow) {
 }
 
 /** What lists show: never the key, only enough to recognise it. */
-export function keyToApi(row: KeyRow) {
+export function keyToApi(row: KeyRow): z.input<typeof apiKey> {
   return {
     id: row.id,
     name: row.name,
@@ -104,7 +103,11 @@ export interface MintKey {
  * With an RLS transaction the organization comes from the caller's claims; the local
  * stack's service connection names it with `orgId`.
  */
-export async function mintApiKey(db: Sql, input: MintKey, orgId?: string) {
+export async function mintApiKey(
+  db: Sql,
+  input: MintKey,
+  orgId?: string,
+): Promise<z.input<typeof createdApiKey>> {
   const requested = input.scopes ?? (input.type === "publishable" ? ["read"] : ["read", "write"]);
   if (input.type === "publishable") requireReadOnly(requested);
   const scopes = [...new Set(requested)];
@@ -157,7 +160,10 @@ export async function requireOrgAdmin(tx: Tx) {
   }
 }
 
-export async function listApiKeys(tx: Tx, includeRevoked: boolean) {
+export async function listApiKeys(
+  tx: Tx,
+  includeRevoked: boolean,
+): Promise<z.input<typeof apiKeyList>> {
   const rows = await tx<KeyRow[]>`
     select ${keyColumns(tx)} from public.api_keys
     where ${includeRevoked ? tx`true` : tx`(revoked_at is null or revoked_at > now())`}
@@ -185,7 +191,7 @@ async function activeKey(tx: Tx, id: string) {
 export async function rotateApiKey(
   tx: Tx,
   { id, grace_period_seconds: graceSeconds, scopes }: z.output<typeof rotateKeyInput>,
-) {
+): Promise<z.input<typeof apiKeyRotation>> {
   const old = await activeKey(tx, id);
   // A key in its grace period already has a replacement; a second one would leave two.
   if (old.replaced_by) {
@@ -220,7 +226,7 @@ export async function rotateApiKey(
   };
 }
 
-export async function revokeApiKey(tx: Tx, id: string) {
+export async function revokeApiKey(tx: Tx, id: string): Promise<z.input<typeof apiKey>> {
   await activeKey(tx, id);
   const [row] = await tx<KeyRow[]>`
     update public.api_keys set revoked_at = now() where id = ${id} returning ${keyColumns(tx)}

@@ -8,9 +8,13 @@ import { jsonBody } from "../platform/middleware/json-body.ts";
 import { beginSignInAttempt, clientAddress } from "./sign-in-limits.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { validate } from "../platform/validation.ts";
-
-const passwordGrant = z.strictObject({ email: z.email(), password: z.string().min(1).max(1000) });
-const refreshGrant = z.strictObject({ refresh_token: z.string().min(1).max(1000) });
+import {
+  caller,
+  type organizationPlan,
+  passwordGrant,
+  refreshGrant,
+  tokenResponse,
+} from "./schemas.ts";
 
 /** When Supabase Auth answers 429 without saying how long to wait. */
 const AUTH_DEFAULT_RETRY_AFTER_SECONDS = 60;
@@ -86,13 +90,14 @@ async function issueToken(c: Context) {
   if (!error && data.session) {
     await attempt.end(password?.email);
     const { session } = data;
-    return c.json({
+    const answer: z.input<typeof tokenResponse> = {
       access_token: session.access_token,
       token_type: "bearer",
       expires_in: session.expires_in,
       refresh_token: session.refresh_token,
-      user: { id: session.user.id, email: session.user.email },
-    });
+      user: { id: session.user.id, email: session.user.email ?? null },
+    };
+    return c.json(answer);
   }
   const status = (error as { status?: number } | null)?.status ?? 0;
   if (status === 429) {
@@ -126,17 +131,20 @@ export const actions = [
     scope: "any",
     mutates: false,
     input: z.strictObject({}),
+    output: caller,
     handler: async ({ tx, principal }) => {
-      const [org] = await tx<{ id: string; name: string; plan: string; created_at: Date }[]>`
+      const [org] = await tx<
+        { id: string; name: string; plan: z.output<typeof organizationPlan>; created_at: Date }[]
+      >`
         select id, name, plan, created_at from public.organizations where id = ${principal.orgId}
       `;
       return {
         type: principal.kind,
         user: principal.kind === "user"
-          ? { id: principal.userId, email: principal.email, role: principal.orgRole }
+          ? { id: principal.userId!, email: principal.email ?? null, role: principal.orgRole! }
           : null,
         api_key: principal.kind === "api_key"
-          ? { id: principal.keyId, name: principal.keyName, type: principal.keyType }
+          ? { id: principal.keyId!, name: principal.keyName!, type: principal.keyType! }
           : null,
         organization: {
           id: org.id,

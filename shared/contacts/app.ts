@@ -11,6 +11,7 @@ import {
   updateContact,
   updateContactInput,
 } from "./contacts.ts";
+import { contact, contactList, deletedContact } from "./schemas.ts";
 
 const byId = z.strictObject({ id: contactId });
 
@@ -23,6 +24,7 @@ export const actions = [
     scope: "read",
     mutates: false,
     input: listContactsInput,
+    output: contactList,
     handler: ({ tx, data }) => listContacts(tx, data),
   }),
   defineAction({
@@ -31,6 +33,7 @@ export const actions = [
     scope: "read",
     mutates: false,
     input: byId,
+    output: contact,
     handler: ({ tx, data }) => getContact(tx, data.id),
   }),
   defineAction({
@@ -39,6 +42,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: createContactInput,
+    output: contact,
     handler: ({ tx, data }) => createContact(tx, data),
   }),
   defineAction({
@@ -47,6 +51,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: updateContactInput,
+    output: contact,
     handler: ({ tx, data }) => updateContact(tx, data),
   }),
   defineAction({
@@ -55,6 +60,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: byId,
+    output: deletedContact,
     handler: ({ tx, data }) => deleteContact(tx, data.id),
   }),
 ];

@@ -4,14 +4,14 @@
  * RLS transaction, so organization and environment are decided by Postgres.
  */
 import { z } from "zod";
-import { prefixedId } from "../platform/ids.ts";
 import type { Tx } from "../platform/db.ts";
 import { invalidField, notFound } from "../platform/errors.ts";
 import { emitEvent } from "../platform/events.ts";
 import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
+import { contact, contactId, contactList, contactType, deletedContact } from "./schemas.ts";
 
-export const contactId = prefixedId("ct", "a contact");
+export { contactId };
 const tag = z.string().trim().min(1).max(50);
 const tags = z.array(tag).max(50).transform((list) => [...new Set(list)]);
 const customFieldKey = z.string().min(1).max(100);
@@ -20,7 +20,7 @@ const customFieldKey = z.string().min(1).max(100);
 const customFieldValue = z.unknown();
 
 const contactFields = {
-  type: z.enum(["person", "company"]),
+  type: contactType,
   name: z.string().trim().min(1).max(200),
   email: z.email().max(320).nullable(),
   phone: z.string().trim().min(3).max(40).regex(/^\+?[0-9 ()./-]+$/, "must be a phone number")
@@ -69,7 +69,7 @@ export type ListContacts = z.output<typeof listContactsInput>;
 
 export interface ContactRow {
   id: string;
-  type: string;
+  type: z.output<typeof contactType>;
   name: string;
   email: string | null;
   phone: string | null;
@@ -81,7 +81,7 @@ export interface ContactRow {
 }
 
 /** The API's representation of a contact. */
-export function contactToApi(row: ContactRow) {
+export function contactToApi(row: ContactRow): z.input<typeof contact> {
   return {
     id: row.id,
     type: row.type,
@@ -95,7 +95,6 @@ export function contactToApi(row: ContactRow) {
     updated_at: isoTimestamp(row.updated_at),
   };
 }
-export type Contact = ReturnType<typeof contactToApi>;
 
 const columns = (tx: Tx) =>
   tx`id, type, name, email, phone, company_id, tags, custom_fields, created_at, updated_at`;
@@ -106,7 +105,10 @@ const searchable = (tx: Tx) =>
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 
-export async function listContacts(tx: Tx, query: ListContacts) {
+export async function listContacts(
+  tx: Tx,
+  query: ListContacts,
+): Promise<z.input<typeof contactList>> {
   const filters = [tx`true`];
   if (query.search) filters.push(tx`${searchable(tx)} ilike ${`%${escapeLike(query.search)}%`}`);
   if (query.type) filters.push(tx`type = ${query.type}`);
@@ -220,7 +222,10 @@ export async function updateContact(tx: Tx, patch: UpdateContact) {
   return contact;
 }
 
-export async function deleteContact(tx: Tx, id: string) {
+export async function deleteContact(
+  tx: Tx,
+  id: string,
+): Promise<z.input<typeof deletedContact>> {
   const [row] = await tx`delete from public.contacts where id = ${id} returning id`;
   if (!row) throw notFound("Contact", id);
   return { id, deleted: true };

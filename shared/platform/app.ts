@@ -83,6 +83,21 @@ export class BinaryAnswer {
 }
 
 /**
+ * What an action that answers bytes declares as its `output` (a PDF): the content type,
+ * for OpenAPI. Its last phase returns a {@link BinaryAnswer}.
+ */
+export class BinaryOutput {
+  constructor(readonly contentType: string) {}
+}
+export const binaryOutput = (contentType: string) => new BinaryOutput(contentType);
+
+/** An action's `output`: the zod schema of its answer's `data`, or bytes of a content type. */
+export type ActionOutput = z.ZodType | BinaryOutput;
+
+/** What an action's last phase returns for its `output`: data its schema accepts, or bytes. */
+export type AnswerOf<O extends ActionOutput> = O extends z.ZodType ? z.input<O> : BinaryAnswer;
+
+/**
  * An action. Most run in one phase: `handler` does everything inside the request's RLS
  * transaction. An action that calls another system (Gemini, a provider, an MCP server) runs
  * in three, so no pooled connection is held while it waits on that system:
@@ -97,6 +112,7 @@ export interface Action<
   S extends z.ZodType = z.ZodType,
   Prepared = unknown,
   Called = unknown,
+  O extends ActionOutput = ActionOutput,
 > {
   /** The `action` value in the body. */
   name: string;
@@ -124,6 +140,12 @@ export interface Action<
    */
   replayable?: boolean;
   input: S;
+  /**
+   * The schema of the final answer's `data` (what the last phase present returns), strict
+   * so an undocumented field is caught: OpenAPI documents it and the tests check every
+   * answer against it. `binaryOutput(type)` for actions that answer bytes.
+   */
+  output: O;
   /** Phase 1, in the RLS transaction; the whole action when there is no `call`. */
   handler(ctx: ActionContext<z.output<S>>): Promise<Prepared>;
   /**
@@ -142,10 +164,42 @@ export interface Action<
   ): Promise<unknown>;
 }
 
-/** Declares an action with its input schema; the phases get the parsed data. */
-export const defineAction = <S extends z.ZodType, Prepared, Called = never>(
-  action: Action<S, Prepared, Called>,
-): Action => action as never;
+/** An action's fields but its phases. */
+type Declared<S extends z.ZodType, O extends ActionOutput> = Omit<
+  Action<S, never, never, O>,
+  "handler" | "call" | "record"
+>;
+
+/**
+ * Declares an action with its input and output schemas: the phases get the parsed data,
+ * and the last phase must return what `output` accepts (a mapper that drifts from the
+ * schema fails the type check). One overload per shape of phases, the most phases first:
+ * TypeScript types a phase's parameters from the first overload it tries.
+ */
+export function defineAction<S extends z.ZodType, O extends ActionOutput, Prepared, Called>(
+  action: Declared<S, O> & {
+    handler(ctx: ActionContext<z.output<S>>): Promise<Prepared>;
+    call(prepared: Prepared, ctx: CallContext<z.output<S>>): Promise<Called>;
+    record(
+      outcome: CallOutcome<Called>,
+      ctx: ActionContext<z.output<S>> & { prepared: Prepared },
+    ): Promise<AnswerOf<O> | FailedAfterRecord>;
+  },
+): Action;
+export function defineAction<S extends z.ZodType, O extends ActionOutput, Prepared>(
+  action: Declared<S, O> & {
+    handler(ctx: ActionContext<z.output<S>>): Promise<Prepared>;
+    call(prepared: Prepared, ctx: CallContext<z.output<S>>): Promise<AnswerOf<O>>;
+  },
+): Action;
+export function defineAction<S extends z.ZodType, O extends ActionOutput>(
+  action: Declared<S, O> & {
+    handler(ctx: ActionContext<z.output<S>>): Promise<AnswerOf<O>>;
+  },
+): Action;
+export function defineAction(action: unknown): Action {
+  return action as Action;
+}
 
 export function envelope(data: unknown) {
   return { success: true as const, data };

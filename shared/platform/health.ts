@@ -3,6 +3,7 @@
  * GET /v1/ready: readiness: the database answers, the migrations this code needs are
  * applied, and pg_cron is scheduling our jobs. 503 SERVICE_UNAVAILABLE otherwise.
  */
+import { z } from "zod";
 import { serviceSql } from "./db.ts";
 import { ApiError } from "./errors.ts";
 import { envelope, newApp } from "./app.ts";
@@ -10,6 +11,29 @@ import { REQUIRED_MIGRATION } from "./schema-version.ts";
 
 export const API_VERSION = "1.0.0";
 const CRON_JOB = "bivelio-purge-expired-data";
+
+/** GET /v1/health's `data`. */
+export const healthResponse = z.strictObject({
+  status: z.literal("ok"),
+  version: z.string(),
+  /** The function's clock (ISO 8601, milliseconds). */
+  time: z.iso.datetime(),
+}).meta({ id: "Health" });
+
+/** GET /v1/ready's `data` when every check passed (otherwise 503 with the checks in details). */
+export const readyResponse = z.strictObject({
+  status: z.literal("ready"),
+  version: z.string(),
+  checks: z.strictObject({
+    database: z.strictObject({ ok: z.literal(true), latency_ms: z.int().min(0) }),
+    migrations: z.strictObject({ ok: z.literal(true), latest: z.string(), required: z.string() }),
+    pg_cron: z.strictObject({
+      ok: z.literal(true),
+      job_scheduled: z.literal(true),
+      scheduler_running: z.literal(true),
+    }),
+  }),
+}).meta({ id: "Readiness" });
 
 interface Check {
   ok: boolean;

@@ -1,10 +1,11 @@
 /**
  * The OpenAPI 3.1 document of the public API, generated from the same action definitions
- * (zod schemas, scopes, path suffixes) and error table the runtime uses, so the two
- * cannot drift apart.
+ * (zod schemas of input and output, scopes, path suffixes) and error table the runtime
+ * uses, so the two cannot drift apart. Response schemas with a `.meta({id})` become named
+ * components (`#/components/schemas/Contact`), which SDK generators turn into types.
  */
 import { OpenAPIHono, z } from "@hono/zod-openapi";
-import { type Action, honoursIdempotencyKey, requiredScope } from "./app.ts";
+import { type Action, BinaryOutput, honoursIdempotencyKey, requiredScope } from "./app.ts";
 import { ERROR_CODES, type ErrorCode } from "./errors.ts";
 import { API_VERSION } from "./health.ts";
 import { acceptedScopes, type RequiredScope } from "./principal.ts";
@@ -14,15 +15,61 @@ export interface DocumentedGroup {
   actions: Action[];
 }
 
+/** A route outside the action dispatch (`/auth/token`, `/health`), for the document. */
+export interface DocumentedRoute {
+  method: "get" | "post";
+  /** Under the server URL (`/v1`): `/auth/token`. */
+  path: string;
+  tags: string[];
+  summary: string;
+  description?: string;
+  /** Query parameters and their allowed values (required). */
+  query?: Record<string, string[]>;
+  /** Required request headers. */
+  headers?: string[];
+  /** The JSON body: one schema, or the ones it may be (by a query parameter). */
+  body?: z.ZodType[];
+  /** The 200 answer: its `data` when `enveloped`, else the whole body. */
+  output: z.ZodType;
+  enveloped: boolean;
+  /** HTTP statuses of its error answers. */
+  errors: number[];
+}
+
 const errorBody = (codes: ErrorCode[]) =>
-  z.object({
+  z.strictObject({
     success: z.literal(false),
-    error: z.object({
+    error: z.strictObject({
       code: z.enum(codes as [ErrorCode, ...ErrorCode[]]),
       message: z.string(),
       details: z.record(z.string(), z.unknown()).optional(),
+      /** 429: seconds to wait (also the Retry-After header). */
+      retry_after: z.int().min(0).optional(),
     }),
   });
+
+/** Every error answer, whatever its status: `{success: false, error: {code, message, …}}`. */
+export const errorEnvelope = errorBody(Object.keys(ERROR_CODES) as ErrorCode[]);
+
+/** A successful answer: `{success: true, data}` with the action's output as `data`. */
+export const successEnvelope = <T extends z.ZodType>(data: T) =>
+  z.strictObject({ success: z.literal(true), data });
+
+/** The 200 response of an action: the envelope around its output, or its bytes. */
+function successResponse(output: Action["output"]) {
+  if (output instanceof BinaryOutput) {
+    return {
+      description: `The file (${output.contentType}), not the JSON envelope`,
+      content: {
+        [output.contentType]: { schema: { type: "string" as const, format: "binary" } },
+      },
+    };
+  }
+  return {
+    description: "Success",
+    content: { "application/json": { schema: successEnvelope(output) } },
+  };
+}
 
 /** Each HTTP status with every error code that can carry it, from the one table. */
 function errorResponses(statuses: number[]) {
@@ -71,7 +118,11 @@ function securityOf(action: Action, required: RequiredScope | null) {
   return schemes.flatMap((scheme) => scopes.map((scope) => ({ [scheme]: [scope] })));
 }
 
-export function buildOpenApiDocument(groups: DocumentedGroup[], serverUrl: string) {
+export function buildOpenApiDocument(
+  groups: DocumentedGroup[],
+  routes: DocumentedRoute[],
+  serverUrl: string,
+) {
   const app = new OpenAPIHono();
   const registry = app.openAPIRegistry;
   registry.registerComponent("securitySchemes", "ApiKey", {
@@ -127,28 +178,59 @@ export function buildOpenApiDocument(groups: DocumentedGroup[], serverUrl: strin
           },
         },
         responses: {
-          200: {
-            description: "Success",
-            content: {
-              "application/json": {
-                schema: z.object({ success: z.literal(true), data: z.unknown() }),
-              },
-            },
-          },
+          200: successResponse(action.output),
           ...errorResponses(action.mutates ? MUTATING_ERRORS : COMMON_ERRORS),
         },
       });
     }
   }
-  for (const [path, summary] of [["/health", "Liveness"], ["/ready", "Readiness"]]) {
+  for (const route of routes) {
     registry.registerPath({
-      method: "get",
-      path,
-      tags: ["health"],
-      summary,
+      method: route.method,
+      path: route.path,
+      tags: route.tags,
+      operationId: route.path.slice(1).replaceAll("/", "."),
+      summary: route.summary,
+      description: route.description,
+      request: {
+        ...(route.query
+          ? {
+            query: z.object(
+              Object.fromEntries(
+                Object.entries(route.query).map(([name, values]) => [
+                  name,
+                  z.enum(values as [string, ...string[]]),
+                ]),
+              ),
+            ),
+          }
+          : {}),
+        ...(route.headers
+          ? { headers: z.object(Object.fromEntries(route.headers.map((h) => [h, z.string()]))) }
+          : {}),
+        ...(route.body
+          ? {
+            body: {
+              required: true,
+              content: {
+                "application/json": {
+                  schema: route.body.length === 1 ? route.body[0] : z.union(route.body),
+                },
+              },
+            },
+          }
+          : {}),
+      },
       responses: {
-        200: { description: summary },
-        ...(path === "/ready" ? errorResponses([503]) : {}),
+        200: {
+          description: route.summary,
+          content: {
+            "application/json": {
+              schema: route.enveloped ? successEnvelope(route.output) : route.output,
+            },
+          },
+        },
+        ...errorResponses(route.errors),
       },
     });
   }

@@ -19,8 +19,16 @@ export interface Page {
 export const pageWindow = (tx: Tx, query: Page) =>
   tx`limit ${query.per_page} offset ${(query.page - 1) * query.per_page}`;
 
+/** The `pagination` object of a list's answer, as its response schema says it. */
+export const pagination = z.strictObject({
+  page: z.int().min(1),
+  per_page: z.int().min(1).max(100),
+  total: z.int().min(0),
+  total_pages: z.int().min(0),
+}).meta({ id: "Pagination" });
+
 /** The `pagination` object of a list's answer. */
-export function paginationOf(query: Page, total: number) {
+export function paginationOf(query: Page, total: number): z.input<typeof pagination> {
   return {
     page: query.page,
     per_page: query.per_page,

@@ -21,6 +21,15 @@ import {
   updateWebhook,
   updateWebhookInput,
 } from "./endpoints.ts";
+import {
+  createdWebhook,
+  deletedWebhook,
+  rotatedWebhookSecret,
+  webhook,
+  webhookDelivery,
+  webhookDeliveryList,
+  webhookList,
+} from "./schemas.ts";
 
 /** POST /v1/webhooks[/<action>]: outbound webhooks and their deliveries (admin scope). */
 export const actions = [
@@ -32,6 +41,7 @@ export const actions = [
     // The response holds the signing secret: it must not be stored for replay.
     replayable: false,
     input: createWebhookInput,
+    output: createdWebhook,
     handler: ({ tx, data, principal }) => createWebhook(tx, principal, data),
   }),
   defineAction({
@@ -40,6 +50,7 @@ export const actions = [
     scope: "admin",
     mutates: false,
     input: listWebhooksInput,
+    output: webhookList,
     handler: ({ tx, data }) => listWebhooks(tx, data),
   }),
   defineAction({
@@ -48,6 +59,7 @@ export const actions = [
     scope: "admin",
     mutates: false,
     input: byWebhookId,
+    output: webhook,
     handler: ({ tx, data }) => getWebhook(tx, data.webhook_id),
   }),
   defineAction({
@@ -56,6 +68,7 @@ export const actions = [
     scope: "admin",
     mutates: true,
     input: updateWebhookInput,
+    output: webhook,
     handler: ({ tx, data, principal }) => updateWebhook(tx, principal, data),
   }),
   defineAction({
@@ -64,6 +77,7 @@ export const actions = [
     scope: "admin",
     mutates: true,
     input: byWebhookId,
+    output: deletedWebhook,
     handler: ({ tx, data }) => deleteWebhook(tx, data.webhook_id),
   }),
   defineAction({
@@ -73,6 +87,7 @@ export const actions = [
     mutates: true,
     replayable: false,
     input: rotateSecretInput,
+    output: rotatedWebhookSecret,
     handler: ({ tx, data }) => rotateWebhookSecret(tx, data),
   }),
   defineAction({
@@ -81,6 +96,7 @@ export const actions = [
     scope: "admin",
     mutates: false,
     input: listDeliveriesInput,
+    output: webhookDeliveryList,
     handler: ({ tx, data }) => listDeliveries(tx, data),
   }),
   defineAction({
@@ -89,6 +105,7 @@ export const actions = [
     scope: "admin",
     mutates: true,
     input: byDeliveryId,
+    output: webhookDelivery,
     handler: ({ tx, data }) => redeliver(tx, data.delivery_id),
   }),
   defineAction({
@@ -97,6 +114,7 @@ export const actions = [
     scope: "admin",
     mutates: true,
     input: testWebhookInput,
+    output: webhookDelivery,
     handler: ({ tx, data }) => queueTestDelivery(tx, data.webhook_id),
     // The worker sends it once the delivery is committed; wait for that attempt.
     call: (queued, { principal }) => waitForFirstAttempt(principal, queued.delivery_id),

@@ -4,20 +4,23 @@
  * sent by the worker (delivery-job.ts); these functions take the caller's RLS transaction.
  */
 import { z } from "zod";
-import { prefixedId } from "../platform/ids.ts";
 import { type Tx, withClaims } from "../platform/db.ts";
 import { notFound } from "../platform/errors.ts";
 import { EVENT_TYPES } from "../platform/events.ts";
 import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import type { Principal } from "../platform/principal.ts";
 import { isoTimestamp } from "../platform/time.ts";
-import { webhookId } from "./endpoints.ts";
+import {
+  deliveryId,
+  deliveryStatus,
+  TEST_EVENT,
+  webhookAttempt,
+  webhookDelivery,
+  webhookDeliveryList,
+  webhookId,
+} from "./schemas.ts";
 
-/** The event name of test deliveries (`test`); never an outbox event, never subscribed to. */
-export const TEST_EVENT = "webhook.test";
-
-export const deliveryId = prefixedId("whd", "a delivery");
-const deliveryStatus = z.enum(["pending", "delivered", "failed", "held"]);
+export { deliveryId, TEST_EVENT };
 
 export const listDeliveriesInput = z.strictObject({
   webhook_id: webhookId.optional(),
@@ -34,8 +37,8 @@ interface DeliveryRow {
   id: string;
   webhook_id: string;
   event_id: string | null;
-  event_type: string;
-  status: string;
+  event_type: z.output<typeof webhookDelivery>["event"];
+  status: z.output<typeof deliveryStatus>;
   attempt_count: number;
   next_attempt_at: Date | null;
   last_attempt_at: Date | null;
@@ -54,7 +57,7 @@ interface AttemptRow {
   manual: boolean;
 }
 
-function attemptToApi(row: AttemptRow) {
+function attemptToApi(row: AttemptRow): z.input<typeof webhookAttempt> {
   return {
     attempt: row.attempt,
     attempted_at: isoTimestamp(row.attempted_at),
@@ -67,7 +70,7 @@ function attemptToApi(row: AttemptRow) {
   };
 }
 
-function deliveryToApi(row: DeliveryRow, attempts: AttemptRow[]) {
+function deliveryToApi(row: DeliveryRow, attempts: AttemptRow[]): z.input<typeof webhookDelivery> {
   return {
     delivery_id: row.id,
     webhook_id: row.webhook_id,
@@ -79,7 +82,6 @@ function deliveryToApi(row: DeliveryRow, attempts: AttemptRow[]) {
     attempts: attempts.map(attemptToApi),
   };
 }
-export type Delivery = ReturnType<typeof deliveryToApi>;
 
 const deliveryColumns = (tx: Tx) =>
   tx`id, webhook_id, event_id, event_type, status, attempt_count, next_attempt_at,
@@ -107,7 +109,10 @@ export async function getDelivery(tx: Tx, id: string) {
   return (await withAttempts(tx, rows))[0];
 }
 
-export async function listDeliveries(tx: Tx, query: ListDeliveries) {
+export async function listDeliveries(
+  tx: Tx,
+  query: ListDeliveries,
+): Promise<z.input<typeof webhookDeliveryList>> {
   const filters = [tx`true`];
   if (query.webhook_id) filters.push(tx`webhook_id = ${query.webhook_id}`);
   if (query.status) filters.push(tx`status = ${query.status}`);

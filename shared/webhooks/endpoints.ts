@@ -5,7 +5,6 @@
  * the API role cannot select them, so no list or get can leak one.
  */
 import { z } from "zod";
-import { prefixedId } from "../platform/ids.ts";
 import type { Tx } from "../platform/db.ts";
 import { ApiError, notFound } from "../platform/errors.ts";
 import { EVENT_TYPES } from "../platform/events.ts";
@@ -14,8 +13,17 @@ import type { Principal } from "../platform/principal.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { generateWebhookSecret } from "./signing.ts";
 import { checkWebhookUrl } from "./targets.ts";
+import {
+  createdWebhook,
+  deletedWebhook,
+  rotatedWebhookSecret,
+  webhook,
+  webhookId,
+  webhookList,
+  webhookStatus,
+} from "./schemas.ts";
 
-export const webhookId = prefixedId("wh", "a webhook");
+export { webhookId };
 
 const url = z.string().trim().min(1).max(2048);
 const events = z.array(z.enum(EVENT_TYPES)).min(1).max(EVENT_TYPES.length * 2)
@@ -24,7 +32,6 @@ const description = z.string().trim().max(500);
 /** A custom secret: printable ASCII (it is an HMAC key in every language), 16-200 long. */
 const secret = z.string().min(16).max(200)
   .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
-const webhookStatus = z.enum(["active", "disabled"]);
 
 export const createWebhookInput = z.strictObject({
   url,
@@ -63,10 +70,10 @@ export type RotateSecret = z.output<typeof rotateSecretInput>;
 interface WebhookRow {
   id: string;
   url: string;
-  events: string[];
+  events: z.output<typeof webhook>["events"];
   description: string;
-  status: "active" | "disabled";
-  disabled_reason: string | null;
+  status: z.output<typeof webhookStatus>;
+  disabled_reason: z.output<typeof webhook>["disabled_reason"];
   disabled_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -76,7 +83,7 @@ interface WebhookRow {
 }
 
 /** The API's representation of a webhook (never its secret). */
-export function webhookToApi(row: WebhookRow) {
+export function webhookToApi(row: WebhookRow): z.input<typeof webhook> {
   return {
     webhook_id: row.id,
     url: row.url,
@@ -92,7 +99,6 @@ export function webhookToApi(row: WebhookRow) {
     updated_at: isoTimestamp(row.updated_at),
   };
 }
-export type Webhook = ReturnType<typeof webhookToApi>;
 
 /** Attempts `success_rate` is computed over (the latest ones). */
 export const SUCCESS_RATE_WINDOW = 100;
@@ -123,7 +129,10 @@ export async function getWebhook(tx: Tx, id: string) {
   return webhookToApi(row);
 }
 
-export async function listWebhooks(tx: Tx, query: ListWebhooks) {
+export async function listWebhooks(
+  tx: Tx,
+  query: ListWebhooks,
+): Promise<z.input<typeof webhookList>> {
   const where = query.status ? tx`where w.status = ${query.status}` : tx``;
   const [rows, [{ total }]] = await Promise.all([
     tx<WebhookRow[]>`
@@ -179,7 +188,11 @@ async function checkWebhookRoom(tx: Tx, principal: Principal) {
 }
 
 /** The spec's create; `signing_secret` is in this response and nowhere else, ever. */
-export async function createWebhook(tx: Tx, principal: Principal, input: CreateWebhook) {
+export async function createWebhook(
+  tx: Tx,
+  principal: Principal,
+  input: CreateWebhook,
+): Promise<z.input<typeof createdWebhook>> {
   await checkWebhookUrl(input.url, principal.environment);
   await checkWebhookRoom(tx, principal);
   const [row] = await tx<
@@ -231,14 +244,20 @@ export async function updateWebhook(tx: Tx, principal: Principal, patch: UpdateW
   return await getWebhook(tx, id);
 }
 
-export async function deleteWebhook(tx: Tx, id: string) {
+export async function deleteWebhook(
+  tx: Tx,
+  id: string,
+): Promise<z.input<typeof deletedWebhook>> {
   const [row] = await tx`delete from public.webhooks where id = ${id} returning id`;
   if (!row) throw notFound("Webhook", id);
   return { webhook_id: id, deleted: true };
 }
 
 /** A new signing secret, shown once; the previous one keeps signing for 24 hours. */
-export async function rotateWebhookSecret(tx: Tx, input: RotateSecret) {
+export async function rotateWebhookSecret(
+  tx: Tx,
+  input: RotateSecret,
+): Promise<z.input<typeof rotatedWebhookSecret>> {
   const signingSecret = input.secret ?? generateWebhookSecret();
   const previousExpiresAt = await setSecret(tx, input.webhook_id, signingSecret);
   return {

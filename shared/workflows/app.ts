@@ -24,6 +24,14 @@ import {
   SYNC_EXECUTE_TIMEOUT_MS,
   waitForInstanceEnd,
 } from "./instances.ts";
+import {
+  workflow,
+  workflowExecution,
+  workflowInstance,
+  workflowInstanceDetail,
+  workflowInstanceList,
+  workflowList,
+} from "./schemas.ts";
 
 const byWorkflowId = z.strictObject({ workflow_id: workflowId });
 
@@ -35,6 +43,7 @@ export const actions = [
     scope: "read",
     mutates: false,
     input: listWorkflowsInput,
+    output: workflowList,
     handler: ({ tx, data }) => listWorkflows(tx, data),
   }),
   defineAction({
@@ -43,6 +52,7 @@ export const actions = [
     scope: "read",
     mutates: false,
     input: byWorkflowId,
+    output: workflow,
     handler: ({ tx, data }) => getWorkflow(tx, data.workflow_id),
   }),
   defineAction({
@@ -51,6 +61,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: createWorkflowInput,
+    output: workflow,
     handler: ({ tx, data, principal }) => createWorkflow(tx, data, principal),
   }),
   defineAction({
@@ -59,6 +70,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: updateWorkflowInput,
+    output: workflow,
     handler: ({ tx, data, principal }) => updateWorkflow(tx, data, principal),
   }),
   defineAction({
@@ -67,6 +79,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: byWorkflowId,
+    output: workflow,
     handler: ({ tx, data }) => archiveWorkflow(tx, data.workflow_id),
   }),
   defineAction({
@@ -75,6 +88,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: executeInput,
+    output: workflowExecution,
     handler: ({ tx, data }) => executeWorkflow(tx, data),
     // Sync: wait for the end once the instance is committed (the worker cannot see it before).
     call: async (started, { data, principal }) => {
@@ -95,6 +109,7 @@ export const actions = [
     scope: "read",
     mutates: false,
     input: listInstancesInput,
+    output: workflowInstanceList,
     handler: ({ tx, data }) => listInstances(tx, data),
   }),
   defineAction({
@@ -103,6 +118,7 @@ export const actions = [
     scope: "read",
     mutates: false,
     input: byInstanceId,
+    output: workflowInstanceDetail,
     handler: ({ tx, data }) => getInstance(tx, data.instance_id),
   }),
   defineAction({
@@ -111,6 +127,7 @@ export const actions = [
     scope: "write",
     mutates: true,
     input: byInstanceId,
+    output: workflowInstance,
     handler: ({ tx, data }) => cancelInstance(tx, data.instance_id),
   }),
 ];

@@ -3,16 +3,22 @@
  * and waiting for an instance to end (sync execute).
  */
 import { z } from "zod";
-import { prefixedId } from "../platform/ids.ts";
 import { listenSql, type Tx } from "../platform/db.ts";
 import { ApiError, notFound } from "../platform/errors.ts";
 import { formatBytes, jsonLargerThan, KiB, MiB } from "../platform/json-size.ts";
 import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { workflowId } from "./definitions.ts";
+import {
+  INSTANCE_STATUSES,
+  instanceId,
+  workflowInstance,
+  workflowInstanceDetail,
+  workflowInstanceList,
+  workflowStepRun,
+} from "./schemas.ts";
 
-export const instanceId = prefixedId("wfi", "a workflow instance");
-const INSTANCE_STATUSES = ["pending", "running", "completed", "failed", "cancelled"] as const;
+export { instanceId };
 export type InstanceStatus = typeof INSTANCE_STATUSES[number];
 export const isFinished = (status: string) => !["pending", "running"].includes(status);
 
@@ -61,10 +67,10 @@ interface InstanceRow {
   status: InstanceStatus;
   current_step: number;
   total_steps: number;
-  input: unknown;
+  input: Record<string, unknown>;
   output: unknown;
-  error: unknown;
-  trigger: unknown;
+  error: z.output<typeof workflowInstance>["error"];
+  trigger: Record<string, unknown>;
   started_at: Date;
   updated_at: Date;
   finished_at: Date | null;
@@ -74,17 +80,17 @@ interface StepRunRow {
   step_id: string;
   position: number;
   type: string;
-  status: string;
+  status: z.output<typeof workflowStepRun>["status"];
   attempts: number;
   output: unknown;
-  error: unknown;
+  error: z.output<typeof workflowStepRun>["error"];
   started_at: Date | null;
   finished_at: Date | null;
   resume_at: Date | null;
 }
 
 /** An instance as execute, list_instances and get_instance return it (the spec's fields first). */
-function instanceToApi(row: InstanceRow) {
+function instanceToApi(row: InstanceRow): z.input<typeof workflowInstance> {
   return {
     instance_id: row.id,
     workflow_id: row.workflow_id,
@@ -101,7 +107,7 @@ function instanceToApi(row: InstanceRow) {
   };
 }
 
-function stepRunToApi(row: StepRunRow) {
+function stepRunToApi(row: StepRunRow): z.input<typeof workflowStepRun> {
   return {
     step_id: row.step_id,
     position: row.position,
@@ -178,7 +184,10 @@ export async function executeWorkflow(tx: Tx, input: z.output<typeof executeInpu
   return instanceToApi(started[0]);
 }
 
-export async function listInstances(tx: Tx, query: z.output<typeof listInstancesInput>) {
+export async function listInstances(
+  tx: Tx,
+  query: z.output<typeof listInstancesInput>,
+): Promise<z.input<typeof workflowInstanceList>> {
   const filters = [tx`true`];
   if (query.workflow_id) filters.push(tx`i.workflow_id = ${query.workflow_id}`);
   if (query.status) filters.push(tx`i.status = ${query.status}`);
@@ -199,7 +208,10 @@ export async function listInstances(tx: Tx, query: z.output<typeof listInstances
 }
 
 /** The instance with its version, trigger and one record per step that ran. */
-export async function getInstance(tx: Tx, id: string) {
+export async function getInstance(
+  tx: Tx,
+  id: string,
+): Promise<z.input<typeof workflowInstanceDetail>> {
   const row = await findInstance(tx, id);
   const steps = await tx<StepRunRow[]>`
     select step_id, position, type, status, attempts, output, error, started_at, finished_at,

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import {
   BinaryAnswer,
+  binaryOutput,
   createGroupApp,
   defineAction,
   FailedAfterRecord,
@@ -23,6 +24,12 @@ const actions = [
     scope: "any",
     mutates: true,
     input: z.strictObject({ label: z.string() }),
+    output: z.strictObject({
+      label: z.string(),
+      read: z.number(),
+      provider_said: z.string(),
+      answer_id: z.uuid(),
+    }),
     handler: async ({ tx, data }) => {
       const [{ read }] = await tx<{ read: number }[]>`select 1 as read`;
       return { label: data.label, read };
@@ -47,6 +54,7 @@ const actions = [
     scope: "any",
     mutates: false,
     input: z.strictObject({}),
+    output: z.strictObject({ ok: z.boolean() }),
     handler: async ({ tx }) => {
       const [{ ok }] = await tx<{ ok: boolean }[]>`select true as ok`;
       return { ok };
@@ -57,6 +65,7 @@ const actions = [
     scope: "any",
     mutates: false,
     input: z.strictObject({}),
+    output: binaryOutput("application/pdf"),
     handler: () => Promise.resolve(new BinaryAnswer(PROBE_PDF, "application/pdf", "probe.pdf")),
   }),
 ];
