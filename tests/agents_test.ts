@@ -838,3 +838,32 @@ test("step invoke_agent: putting it in a workflow needs agents:write", async () 
   expectError(response, 403, "AUTH_INSUFFICIENT_SCOPE");
   assert.equal(response.body.error.details.required_scope, "agents:write");
 });
+
+test("step invoke_agent: a worker killed during the Gemini call resumes the same execution, charged once", async () => {
+  const { org, key, agent } = await orgWithAgent();
+  const before = await balanceOf(org.orgId);
+  // The first call hangs (the worker is killed meanwhile); the second answers at once.
+  await script(agent.model, [{ delay_ms: 20_000 }]);
+  const workflowId = await createWorkflow(key, {
+    steps: [{ id: "ask", type: "invoke_agent", config: { agent_id: agent.id, input: {} } }],
+  });
+  const started = await execute(key, workflowId);
+  const deadline = Date.now() + 10_000;
+  while ((await requestsFor(agent.model)).length === 0) {
+    assert.ok(Date.now() < deadline, "the job reached Gemini");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  Deno.kill(Number(Deno.readTextFileSync(stack.worker_pid_files[0])), "SIGKILL");
+
+  // The stack starts the worker again; the job's lease (3 s in tests) runs out and it resumes.
+  const instance = await waitForInstance(key, started.instance_id, undefined, 30_000);
+  assert.equal(instance.status, "completed", JSON.stringify(instance));
+  const executions = await db<{ status: string; output: unknown }[]>`
+    select status, output from public.agent_executions where agent_id = ${agent.id}
+  `;
+  assert.equal(executions.length, 1, "one execution, found again by its request key");
+  assert.equal(executions[0].status, "completed");
+  assert.deepEqual(instance.output, executions[0].output);
+  assert.equal((await requestsFor(agent.model)).length, 2, "called again after the crash");
+  assert.equal(await balanceOf(org.orgId), before - 1, "charged once");
+});
