@@ -672,6 +672,35 @@ test("stream: execution, partial output as it comes, then a result equal to the 
   assert.equal(stored.status, "completed");
 });
 
+test("stream: with Idempotency-Key, a repeat replays the final result as JSON, charged once", async () => {
+  const { org, key, agent } = await orgWithAgent();
+  const before = await balanceOf(org.orgId);
+  const idempotencyKey = crypto.randomUUID();
+  const body = JSON.stringify({
+    action: "invoke",
+    data: { agent_id: agent.id, input: { text: "hi" }, stream: true },
+  });
+  const headers = {
+    "content-type": "application/json",
+    "x-api-key": key,
+    "idempotency-key": idempotencyKey,
+  };
+  const first = await fetch(`${stack.api_url}/v1/agents/invoke`, { method: "POST", headers, body });
+  const events: ServerSentEvent[] = [];
+  for await (const event of readEvents(first.body!)) events.push(event);
+  const result = events.at(-1)!;
+  assert.equal(result.event, "result");
+  const repeat = await api("agents/invoke", JSON.parse(body), {
+    key,
+    headers: { "idempotency-key": idempotencyKey },
+  });
+  assert.equal(repeat.status, 200);
+  assert.equal(repeat.headers.get("idempotent-replayed"), "true");
+  assert.deepEqual(repeat.body, result.data);
+  assert.equal(await balanceOf(org.orgId), before - 1);
+  assert.equal((await requestsFor(agent.model)).length, 1);
+});
+
 test("stream: a failure is a final error event with the error envelope, refunded", async () => {
   const { org, key, agent } = await orgWithAgent();
   const before = await balanceOf(org.orgId);
