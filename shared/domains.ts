@@ -10,6 +10,7 @@ import { actions as auth } from "./auth/app.ts";
 import { passwordGrant, refreshGrant, tokenResponse } from "./auth/schemas.ts";
 import { actions as contacts } from "./contacts/app.ts";
 import { actions as documents } from "./documents/app.ts";
+import { actions as forms } from "./forms/app.ts";
 import { actions as credits } from "./credits/app.ts";
 import type { Action } from "./platform/app.ts";
 import { healthResponse, readyResponse } from "./platform/health.ts";
@@ -28,6 +29,7 @@ export const GROUPS: Group[] = [
   { group: "contacts", actions: contacts },
   { group: "workflows", actions: workflows },
   { group: "webhooks", actions: webhooks },
+  { group: "forms", actions: forms },
   { group: "credits", actions: credits },
   { group: "agents", actions: agents },
   { group: "documents", actions: documents },

@@ -16,6 +16,7 @@ export const SCOPE_GROUPS = [
   "webhooks",
   "credits",
   "agents",
+  "forms",
   "documents",
 ] as const;
 export type ScopeGroup = typeof SCOPE_GROUPS[number];

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { createGroupApp, defineAction } from "../platform/app.ts";
 import { withClaims } from "../platform/db.ts";
+import { generateAction } from "../generation/generate.ts";
+import { workflowGeneration } from "../generation/workflow.ts";
 import {
   archiveWorkflow,
   createWorkflow,
@@ -130,6 +132,8 @@ export const actions = [
     output: workflowInstance,
     handler: ({ tx, data }) => cancelInstance(tx, data.instance_id),
   }),
+  // POST /v1/workflows/generate: a definition from a prompt, returned as a draft (5 credits).
+  generateAction(workflowGeneration),
 ];
 
 export default createGroupApp("workflows", actions);

@@ -1,0 +1,3 @@
+import app from "../../../shared/forms/app.ts";
+
+Deno.serve(app.fetch);
