@@ -97,7 +97,8 @@ export const workflowStepRun = z.strictObject({
   step_id: z.string(),
   position: z.int().min(0),
   type: z.string(),
-  status: z.enum(["completed", "waiting", "retrying", "failed", "skipped"]),
+  /** running: an `intent` step's call is in flight (its intent committed, no result yet). */
+  status: z.enum(["running", "completed", "waiting", "retrying", "failed", "skipped"]),
   attempts: z.int().min(0),
   output: z.unknown(),
   error: workflowError.nullable(),
