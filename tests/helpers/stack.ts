@@ -7,6 +7,7 @@ import postgres from "postgres";
 import * as jose from "jose";
 import { mintApiKey, type MintKey } from "../../shared/api-keys/keys.ts";
 import type { StackInfo } from "../../local/stack.ts";
+import { checkAnswer } from "./contracts.ts";
 
 const infoPath = Deno.env.get("BIVELIO_TEST_STACK");
 if (!infoPath) throw new Error("Run the tests with `deno task test` (it starts the stack).");
@@ -32,7 +33,19 @@ export interface CallOptions {
   method?: string;
 }
 
-/** POSTs `body` as JSON to `/v1/<path>` and returns status, headers and parsed body. */
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * POSTs `body` as JSON to `/v1/<path>` and returns status, headers and parsed body. Every
+ * answer is checked against its response contract first (tests/helpers/contracts.ts): a
+ * 2xx against its action's output schema, an error against the error envelope.
+ */
 // deno-lint-ignore no-explicit-any
 export async function api<T = any>(
   path: string,
@@ -50,13 +63,16 @@ export async function api<T = any>(
     headers,
     body: options.raw ?? (body === undefined ? undefined : JSON.stringify(body)),
   });
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // left as text
-  }
+  const parsed = jsonOrText(await response.text());
+  const method = options.method ?? "POST";
+  checkAnswer({
+    method,
+    path,
+    requestBody: options.raw === undefined ? body : jsonOrText(options.raw),
+    status: response.status,
+    headers: response.headers,
+    body: parsed,
+  });
   return { status: response.status, headers: response.headers, body: parsed as T };
 }
 
