@@ -95,6 +95,14 @@ export const config = {
   get geminiTimeoutMs() {
     return Number(Deno.env.get("GEMINI_TIMEOUT_MS") ?? 60_000);
   },
+  /**
+   * Where the WhatsApp Cloud API is reached (shared/messages/channels/whatsapp.ts): Meta's
+   * Graph API unless set; the local stand-in's (local/stand-ins/whatsapp.ts) locally.
+   */
+  get whatsappApiBaseUrl(): string {
+    return (Deno.env.get("WHATSAPP_API_BASE_URL") || "https://graph.facebook.com")
+      .replace(/\/+$/, "");
+  },
 };
 
 /** A JSON dictionary of named keys (`{"default":"sb_secret_…"}`); {} when unset or invalid. */
