@@ -664,7 +664,8 @@ Deno.test("guardedFetch refuses private targets before connecting, like outbound
   const fetch = guardedFetch({ resolve: fakeResolver({ "inside.test": ["10.0.0.7"] }).resolve });
   await assertBlocked(fetch("http://inside.test/x"), "forbidden_address", "private");
   await assertBlocked(fetch("http://169.254.169.254/latest/meta-data"), "forbidden_address");
-  await assertBlocked(guardedFetch()("http://127.0.0.1:9/"), "forbidden_address", "loopback");
+  const strict = guardedFetch({ allowLoopback: false });
+  await assertBlocked(strict("http://127.0.0.1:9/"), "forbidden_address", "loopback");
 });
 
 Deno.test("guardedFetch is a fetch: method, headers and body go out, status and headers come back", async () => {
