@@ -16,6 +16,7 @@
 import postgres from "postgres";
 import { type RunningStack, startStack } from "../../local/stack.ts";
 import { stopCluster } from "../../local/postgres.ts";
+import { agentsSection } from "./agents.ts";
 import { contactsSection } from "./contacts.ts";
 import { type BenchContext, type BenchSection, type BenchSettings, freePort } from "./context.ts";
 import { ensureWrk, killRunningWrk } from "./wrk.ts";
@@ -28,6 +29,7 @@ const SECTIONS: BenchSection[] = [
   workflowsSection,
   jobKindsSection,
   webhooksSection,
+  agentsSection,
 ];
 
 function numberFromEnv(name: string, fallback: number, min: number) {
