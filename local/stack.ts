@@ -40,6 +40,13 @@ export interface StackInfo {
    * (its key is never written here).
    */
   gemini: { base_url: string; stand_in: boolean; api_key: string | null };
+  /** The Telegram Bot API stand-in (local/stand-ins/telegram.ts): TELEGRAM_API_BASE_URL. */
+  telegram: { base_url: string };
+  /**
+   * The WhatsApp Cloud API stand-in (local/stand-ins/whatsapp.ts): WHATSAPP_API_BASE_URL.
+   * Its control routes (`/_standin/inbound`, `/_standin/status`) deliver signed callbacks.
+   */
+  whatsapp: { base_url: string };
   worker_pid_files: string[];
   orgs: DemoOrg[];
 }
@@ -232,6 +239,42 @@ async function startGemini(options: StackOptions, log: (line: string) => void) {
   };
 }
 
+/**
+ * Runs a stand-in (local/stand-ins/<name>.ts, listening on env PORT) under supervision and
+ * waits until its `GET /_standin/health` answers. Returns its base URL.
+ */
+async function startStandIn(
+  name: string,
+  options: StackOptions,
+  log: (line: string) => void,
+  env: Record<string, string> = {},
+) {
+  const baseUrl = `http://127.0.0.1:${freePort()}`;
+  const standIn = supervise(
+    `stand-ins/${name}.ts`,
+    { ...env, PORT: new URL(baseUrl).port },
+    log,
+    `${options.stateDir}/${name}-stand-in.pid`,
+  );
+  const deadline = Date.now() + 30_000;
+  while (true) {
+    try {
+      const response = await fetch(`${baseUrl}/_standin/health`);
+      await response.body?.cancel();
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await standIn.stop();
+      throw new Error(`The ${name} stand-in did not start in 30 s.`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  log(`${name} stand-in on ${baseUrl}`);
+  return { baseUrl, stop: standIn.stop };
+}
+
 export async function startStack(options: StackOptions): Promise<RunningStack> {
   const log = options.log ?? (() => {});
   await ensurePostgresInstalled(log);
@@ -260,6 +303,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       gateway_pid_file: "",
       worker_pid_files: [],
       gemini: { base_url: "", stand_in: true, api_key: null },
+      telegram: { base_url: "" },
+      whatsapp: { base_url: "" },
       orgs: await mintDemoKeys(dbUrl),
     };
   }
@@ -269,6 +314,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   );
   const gatewayPidFile = `${options.stateDir}/gateway.pid`;
   const gemini = await startGemini(options, log);
+  const telegram = await startStandIn("telegram", options, log);
+  const whatsapp = await startStandIn("whatsapp", options, log);
   info = {
     ...info,
     api_url: apiUrl,
@@ -276,6 +323,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     gateway_pid_file: gatewayPidFile,
     worker_pid_files: workerPidFiles,
     gemini: gemini.info,
+    telegram: { base_url: telegram.baseUrl },
+    whatsapp: { base_url: whatsapp.baseUrl },
     // A state folder from before sealed secrets has none: made once, then kept (a new key
     // would leave what the old one sealed unreadable).
     secrets_key: info.secrets_key ?? randomSecretsKey(),
@@ -291,6 +340,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     // Local receivers (webhooks, http_request steps) run on this machine.
     BIVELIO_ALLOW_LOOPBACK_TARGETS: "1",
     ...gemini.env,
+    TELEGRAM_API_BASE_URL: telegram.baseUrl,
+    WHATSAPP_API_BASE_URL: whatsapp.baseUrl,
   };
 
   const gateway = supervise(
@@ -311,6 +362,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   } catch (error) {
     await gateway.stop();
     await gemini.stop();
+    await telegram.stop();
+    await whatsapp.stop();
     await stopCluster(dataDir);
     throw error;
   }
@@ -333,7 +386,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       stopped = true;
       // All at once: Ctrl-C in a terminal signals the children too, and a supervisor that
       // is not yet stopping would start its child again.
-      await Promise.all([gateway, ...workers, gemini].map((child) => child.stop()));
+      await Promise.all([gateway, ...workers, gemini, telegram, whatsapp].map((child) => child.stop()));
       await stopCluster(dataDir);
     },
   };

@@ -95,6 +95,10 @@ export const config = {
   get geminiTimeoutMs() {
     return Number(Deno.env.get("GEMINI_TIMEOUT_MS") ?? 60_000);
   },
+  /** Where the Telegram Bot API is reached: Telegram's own; the local stand-in's locally. */
+  get telegramApiBaseUrl(): string {
+    return Deno.env.get("TELEGRAM_API_BASE_URL") || "https://api.telegram.org";
+  },
   /**
    * Where the WhatsApp Cloud API is reached (shared/messages/channels/whatsapp.ts): Meta's
    * Graph API unless set; the local stand-in's (local/stand-ins/whatsapp.ts) locally.
