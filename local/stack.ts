@@ -47,6 +47,11 @@ export interface StackInfo {
    * Its control routes (`/_standin/inbound`, `/_standin/status`) deliver signed callbacks.
    */
   whatsapp: { base_url: string };
+  /**
+   * The mail catcher (local/stand-ins/mail.ts): SMTP on smtp_host:smtp_port (plain, no TLS)
+   * for this user, what it caught at `<http_url>/messages`.
+   */
+  mail: MailInfo;
   worker_pid_files: string[];
   orgs: DemoOrg[];
 }
@@ -275,6 +280,49 @@ async function startStandIn(
   return { baseUrl, stop: standIn.stop };
 }
 
+export interface MailInfo {
+  smtp_host: string;
+  smtp_port: number;
+  http_url: string;
+  username: string;
+  password: string;
+}
+
+/**
+ * The mail catcher, SMTP for the demo email integrations. A durable stack keeps its SMTP
+ * port (BIVELIO_MAIL_SMTP_PORT, default 54325, as Supabase's own catcher) and its password:
+ * integrations saved in the database point at them.
+ */
+async function startMail(
+  options: StackOptions,
+  previous: MailInfo | undefined,
+  log: (line: string) => void,
+) {
+  const smtpPort = options.durable
+    ? Number(Deno.env.get("BIVELIO_MAIL_SMTP_PORT") ?? 54325)
+    : freePort();
+  // `||`: a state folder from before the catcher has none, a new one empty ones.
+  const username = previous?.username || "bivelio-demo";
+  const password = previous?.password || `mail-${randomSecret(12)}`;
+  const catcher = await startStandIn("mail", options, log, {
+    SMTP_PORT: String(smtpPort),
+    MAIL_USERNAME: username,
+    MAIL_PASSWORD: password,
+    MAIL_STATE_FILE: `${options.stateDir}/mail-mailboxes.json`,
+  });
+  const info: MailInfo = {
+    smtp_host: "127.0.0.1",
+    smtp_port: smtpPort,
+    http_url: catcher.baseUrl,
+    username,
+    password,
+  };
+  log(
+    `mail catcher: SMTP on 127.0.0.1:${smtpPort} (${username}), caught mail at ${info.http_url}/messages`,
+  );
+  return { info, stop: catcher.stop };
+}
+
 export async function startStack(options: StackOptions): Promise<RunningStack> {
   const log = options.log ?? (() => {});
   await ensurePostgresInstalled(log);
@@ -305,6 +353,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       gemini: { base_url: "", stand_in: true, api_key: null },
       telegram: { base_url: "" },
       whatsapp: { base_url: "" },
+      mail: { smtp_host: "", smtp_port: 0, http_url: "", username: "", password: "" },
       orgs: await mintDemoKeys(dbUrl),
     };
   }
@@ -316,6 +365,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const gemini = await startGemini(options, log);
   const telegram = await startStandIn("telegram", options, log);
   const whatsapp = await startStandIn("whatsapp", options, log);
+  const mail = await startMail(options, info.mail, log);
   info = {
     ...info,
     api_url: apiUrl,
@@ -325,6 +375,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     gemini: gemini.info,
     telegram: { base_url: telegram.baseUrl },
     whatsapp: { base_url: whatsapp.baseUrl },
+    mail: mail.info,
     // A state folder from before sealed secrets has none: made once, then kept (a new key
     // would leave what the old one sealed unreadable).
     secrets_key: info.secrets_key ?? randomSecretsKey(),
@@ -364,6 +415,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await gemini.stop();
     await telegram.stop();
     await whatsapp.stop();
+    await mail.stop();
     await stopCluster(dataDir);
     throw error;
   }
@@ -386,7 +438,9 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       stopped = true;
       // All at once: Ctrl-C in a terminal signals the children too, and a supervisor that
       // is not yet stopping would start its child again.
-      await Promise.all([gateway, ...workers, gemini, telegram, whatsapp].map((child) => child.stop()));
+      await Promise.all(
+        [gateway, ...workers, gemini, telegram, whatsapp, mail].map((child) => child.stop()),
+      );
       await stopCluster(dataDir);
     },
   };
