@@ -8,6 +8,7 @@ import { actions as agents } from "./agents/app.ts";
 import { actions as apiKeys } from "./api-keys/app.ts";
 import { actions as auth } from "./auth/app.ts";
 import { passwordGrant, refreshGrant, tokenResponse } from "./auth/schemas.ts";
+import { actions as cases } from "./cases/app.ts";
 import { actions as contacts } from "./contacts/app.ts";
 import { actions as documents } from "./documents/app.ts";
 import { actions as forms } from "./forms/app.ts";
@@ -27,6 +28,7 @@ export const GROUPS: Group[] = [
   { group: "auth", actions: auth },
   { group: "api-keys", actions: apiKeys },
   { group: "contacts", actions: contacts },
+  { group: "cases", actions: cases },
   { group: "workflows", actions: workflows },
   { group: "webhooks", actions: webhooks },
   { group: "forms", actions: forms },

@@ -12,6 +12,7 @@ export type ScopeLevel = typeof SCOPE_LEVELS[number];
  */
 export const SCOPE_GROUPS = [
   "contacts",
+  "cases",
   "workflows",
   "webhooks",
   "credits",

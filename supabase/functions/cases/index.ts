@@ -1,0 +1,3 @@
+import app from "../../../shared/cases/app.ts";
+
+Deno.serve(app.fetch);
