@@ -1,26 +1,73 @@
 /**
  * What the channels' receiver kinds call inside their `handle` (the receiver's RLS
  * transaction, acting for the integration's organization and environment): store an inbound
- * message, or move an outbound message's delivery status.
+ * message, or move an outbound message's delivery status. The integration is the one whose
+ * `receiver_id` is the receiver the update reached, so an update can only land in that
+ * integration's organization and environment.
  */
 import type { Tx } from "../platform/db.ts";
+import { emitEvent } from "../platform/events.ts";
 import type { Receiver } from "../platform/receiver.ts";
 import type { InboundMessage, StatusUpdate } from "./channel.ts";
+import {
+  contactForAddress,
+  counterpartOf,
+  messageColumns,
+  type MessageRow,
+  messageToApi,
+} from "./messages.ts";
+
+/** The integration that owns a receiver (RLS: only the transaction's organization's). */
+async function integrationOf(tx: Tx, receiver: Receiver, channel: string) {
+  const [row] = await tx<{ id: string }[]>`
+    select id from public.integrations
+    where receiver_id = ${receiver.id} and channel = ${channel}
+    order by (status = 'disconnected'), created_at desc
+    limit 1
+  `;
+  return row?.id ?? null;
+}
+
+/** How an inbound sender is shown: WhatsApp's digits as `+<digits>`. */
+const shownSender = (message: InboundMessage) =>
+  message.channel === "whatsapp" && /^\d+$/.test(message.from) ? `+${message.from}` : message.from;
 
 /**
  * Stores an inbound message for the integration that owns `receiver`, linked to the contact
  * it comes from (matched by normalised phone, email or Telegram user id; an unknown sender
- * becomes a new contact), and writes `message.received` in the same transaction.
+ * becomes a new contact), and writes `message.received` in the same transaction. The same
+ * provider message twice is stored once. A receiver no integration owns stores nothing.
  */
 export async function recordInbound(
   tx: Tx,
   receiver: Receiver,
   message: InboundMessage,
 ): Promise<void> {
-  void tx, receiver, message;
-  await Promise.resolve();
-  throw new Error("recordInbound: not built yet");
+  const integrationId = await integrationOf(tx, receiver, message.channel);
+  if (!integrationId) return;
+  const counterpart = counterpartOf(message.channel, message.from);
+  const contactId = await contactForAddress(tx, message.channel, counterpart, message.fromName);
+  const [row] = await tx<MessageRow[]>`
+    insert into public.messages (integration_id, contact_id, channel, direction, "from", "to",
+      counterpart, type, body, subject, status, provider_message_id, sent_at, metadata)
+    values (${integrationId}, ${contactId}, ${message.channel}, 'inbound',
+      ${shownSender(message).slice(0, 320)}, ${message.to.slice(0, 320)}, ${counterpart},
+      'text', ${message.body}, ${message.subject?.slice(0, 998) ?? null}, 'received',
+      ${message.providerMessageId}, ${message.receivedAt},
+      ${tx.json(message.fromName ? { from_name: message.fromName } : {})})
+    on conflict (channel, integration_id, provider_message_id) do nothing
+    returning ${messageColumns(tx)}
+  `;
+  if (row) await emitEvent(tx, "message.received", messageToApi(row));
 }
+
+/** The statuses a message may be in for an update to move it there: never backwards. */
+const MOVES_FROM: Record<StatusUpdate["status"], string[]> = {
+  sent: ["queued"],
+  delivered: ["queued", "sent"],
+  read: ["queued", "sent", "delivered"],
+  failed: ["queued", "sent", "delivered"],
+};
 
 /**
  * Moves an outbound message of the receiver's integration along sent → delivered → read
@@ -31,7 +78,26 @@ export async function recordStatus(
   receiver: Receiver,
   update: StatusUpdate,
 ): Promise<void> {
-  void tx, receiver, update;
-  await Promise.resolve();
-  throw new Error("recordStatus: not built yet");
+  const integrationId = await integrationOf(tx, receiver, update.channel);
+  if (!integrationId) return;
+  const error = update.status === "failed"
+    ? {
+      code: "INTEGRATION_ERROR",
+      message: update.error?.message ?? `${update.channel} could not deliver the message.`,
+      provider_code: update.error?.code ?? null,
+      ...(update.error ? { provider_message: update.error.message } : {}),
+    }
+    : null;
+  await tx`
+    update public.messages
+    set status = ${update.status},
+        sent_at = coalesce(sent_at, ${update.at}),
+        delivered_at = case when ${update.status} in ('delivered', 'read')
+                            then coalesce(delivered_at, ${update.at}) else delivered_at end,
+        read_at = case when ${update.status} = 'read' then ${update.at} else read_at end,
+        error = coalesce(${error === null ? null : tx.json(error)}::jsonb, error)
+    where integration_id = ${integrationId} and channel = ${update.channel}
+      and provider_message_id = ${update.providerMessageId} and direction = 'outbound'
+      and status = any(${MOVES_FROM[update.status]}::text[])
+  `;
 }

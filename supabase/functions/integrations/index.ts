@@ -1,0 +1,3 @@
+import app from "../../../shared/integrations/app.ts";
+
+Deno.serve(app.fetch);

@@ -1,0 +1,3 @@
+import app from "../../../shared/messages/app.ts";
+
+Deno.serve(app.fetch);
