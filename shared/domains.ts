@@ -12,6 +12,8 @@ import { actions as cases } from "./cases/app.ts";
 import { actions as contacts } from "./contacts/app.ts";
 import { actions as documents } from "./documents/app.ts";
 import { actions as forms } from "./forms/app.ts";
+import { actions as integrations } from "./integrations/app.ts";
+import { actions as messages } from "./messages/app.ts";
 import { actions as credits } from "./credits/app.ts";
 import type { Action } from "./platform/app.ts";
 import { healthResponse, readyResponse } from "./platform/health.ts";
@@ -35,6 +37,8 @@ export const GROUPS: Group[] = [
   { group: "credits", actions: credits },
   { group: "agents", actions: agents },
   { group: "documents", actions: documents },
+  { group: "integrations", actions: integrations },
+  { group: "messages", actions: messages },
 ];
 
 /** Routes that do not take `{action, data}`, with the schemas of their 200 answers. */

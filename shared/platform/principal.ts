@@ -19,6 +19,8 @@ export const SCOPE_GROUPS = [
   "agents",
   "forms",
   "documents",
+  "integrations",
+  "messages",
 ] as const;
 export type ScopeGroup = typeof SCOPE_GROUPS[number];
 

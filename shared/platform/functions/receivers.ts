@@ -3,13 +3,14 @@
  * provider's signature over the raw body authenticates, the receiver id names the
  * organization). See shared/platform/receiver.ts.
  */
+import { CHANNEL_RECEIVER_KINDS } from "../../messages/channels.ts";
 import { createReceiverApp, type ReceiverKind } from "../receiver.ts";
 
 /**
- * Every receiver kind this function serves. None yet: WhatsApp (GET verification and
- * X-Hub-Signature-256), Telegram (X-Telegram-Bot-Api-Secret-Token) and inbound email add
- * theirs here with the integrations that register them.
+ * Every receiver kind this function serves: the messaging channels' (WhatsApp's GET
+ * verification and X-Hub-Signature-256, Telegram's X-Telegram-Bot-Api-Secret-Token, inbound
+ * email's signed relay), from the channels registry.
  */
-export const RECEIVER_KINDS: ReceiverKind[] = [];
+export const RECEIVER_KINDS: ReceiverKind[] = [...CHANNEL_RECEIVER_KINDS];
 
 export default createReceiverApp(RECEIVER_KINDS);
