@@ -7,7 +7,7 @@
 import postgres from "postgres";
 import { mintApiKey } from "../shared/api-keys/keys.ts";
 import { signApiRoleKey } from "./auth-emulator.ts";
-import { DEMO_KEYS, DEMO_ORGS } from "./demo.ts";
+import { connectDemoIntegrations, DEMO_KEYS, DEMO_ORGS, type DemoIntegrations } from "./demo.ts";
 import { migrate, runSqlFile } from "./migrate.ts";
 import { ensurePostgresInstalled, startCluster, stopCluster } from "./postgres.ts";
 
@@ -19,6 +19,8 @@ export interface DemoOrg {
   plan: string;
   user: { email: string; password: string };
   keys: Record<keyof typeof DEMO_KEYS, string>;
+  /** The live integrations at the stand-ins (local/demo.ts), to deliver inbound updates. */
+  integrations?: DemoIntegrations;
 }
 
 /** What .bivelio/local.json holds: where everything is and the demo credentials. */
@@ -428,6 +430,24 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     )
   );
   log(`${workerPidFiles.length} worker process(es) running the job queue`);
+  try {
+    const demoIntegrations = await connectDemoIntegrations(info.orgs, {
+      apiUrl,
+      dbUrl,
+      secretsKey: info.secrets_key,
+      whatsappBaseUrl: whatsapp.baseUrl,
+      telegramBaseUrl: telegram.baseUrl,
+      mail: mail.info,
+    });
+    info = {
+      ...info,
+      orgs: info.orgs.map((org) => ({ ...org, integrations: demoIntegrations[org.org_id] })),
+    };
+    log("demo integrations: WhatsApp, Telegram and email connected to the stand-ins");
+  } catch (error) {
+    // The stack is usable without them; messages/send then says which channel is missing.
+    log(`demo integrations could not be connected: ${(error as Error).message}`);
+  }
   Deno.writeTextFileSync(infoPath, JSON.stringify(info, null, 2) + "\n");
 
   let stopped = false;

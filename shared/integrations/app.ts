@@ -54,8 +54,7 @@ export const actions = [
     mutates: true,
     input: connectInput,
     output: integration,
-    handler: ({ tx, data, principal }) =>
-      startConnect(tx, data, sandbox(principal.environment)),
+    handler: ({ tx, data, principal }) => startConnect(tx, data, sandbox(principal.environment)),
     call: (prepared, { signal }) => runSetup(prepared, signal),
     record: (outcome, { tx, prepared }) => finishSetup(tx, prepared, outcome),
   }),

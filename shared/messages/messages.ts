@@ -13,7 +13,12 @@ import { emitEvent } from "../platform/events.ts";
 import { pageWindow, paginationOf } from "../platform/pagination.ts";
 import { openSecrets } from "../platform/secrets.ts";
 import { isoTimestamp } from "../platform/time.ts";
-import { ChannelError, type ChannelName, type OutboundMessage, type SentMessage } from "./channel.ts";
+import {
+  ChannelError,
+  type ChannelName,
+  type OutboundMessage,
+  type SentMessage,
+} from "./channel.ts";
 import { channelOf } from "./channels.ts";
 import {
   type ListMessages,
@@ -246,17 +251,33 @@ function checkMessage(channel: ChannelName, message: SendInput["message"]) {
   const { type, body, subject, html, template } = message;
   if (type === "template") {
     if (channel !== "whatsapp") {
-      throw invalidField("message.type", "enum", `Template messages are WhatsApp's; ${channel} sends type 'text'.`);
+      throw invalidField(
+        "message.type",
+        "enum",
+        `Template messages are WhatsApp's; ${channel} sends type 'text'.`,
+      );
     }
     if (!template) {
-      throw invalidField("message.template", "required", "A template message needs 'template' {name, language, components}.");
+      throw invalidField(
+        "message.template",
+        "required",
+        "A template message needs 'template' {name, language, components}.",
+      );
     }
     if (body !== undefined) {
-      throw invalidField("message.body", "unknown_field", "A template message has no 'body': its text is the template's.");
+      throw invalidField(
+        "message.body",
+        "unknown_field",
+        "A template message has no 'body': its text is the template's.",
+      );
     }
   } else {
     if (template) {
-      throw invalidField("message.template", "unknown_field", "'template' goes with type 'template'.");
+      throw invalidField(
+        "message.template",
+        "unknown_field",
+        "'template' goes with type 'template'.",
+      );
     }
     if (body === undefined && !(channel === "email" && html !== undefined)) {
       throw invalidField("message.body", "required", "A text message needs 'body'.");
@@ -266,7 +287,11 @@ function checkMessage(channel: ChannelName, message: SendInput["message"]) {
     if (!subject) throw invalidField("message.subject", "required", "An email needs 'subject'.");
   } else {
     if (subject !== undefined) {
-      throw invalidField("message.subject", "unknown_field", "Only email messages have a 'subject'.");
+      throw invalidField(
+        "message.subject",
+        "unknown_field",
+        "Only email messages have a 'subject'.",
+      );
     }
     if (html !== undefined) {
       throw invalidField("message.html", "unknown_field", "Only email messages have 'html'.");
