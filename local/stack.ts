@@ -365,7 +365,9 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   );
   const gatewayPidFile = `${options.stateDir}/gateway.pid`;
   const gemini = await startGemini(options, log);
-  const telegram = await startStandIn("telegram", options, log);
+  const telegram = await startStandIn("telegram", options, log, {
+    TELEGRAM_STATE_FILE: `${options.stateDir}/telegram-stand-in.json`,
+  });
   const whatsapp = await startStandIn("whatsapp", options, log);
   const mail = await startMail(options, info.mail, log);
   info = {

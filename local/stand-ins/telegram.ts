@@ -32,7 +32,8 @@
  *   its secret token in `X-Telegram-Bot-Api-Secret-Token`. Answers the update and the
  *   webhook's status and body.
  *
- * Run by local/stack.ts (env: PORT); tests may also start one in-process with
+ * Run by local/stack.ts (env: PORT, and TELEGRAM_STATE_FILE where it keeps its bots, chats
+ * and webhooks across restarts); tests may also start one in-process with
  * {@link createTelegramStandIn}.
  */
 
@@ -155,14 +156,51 @@ async function parametersOf(request: Request, url: URL): Promise<Record<string, 
   return parameters;
 }
 
-export function createTelegramStandIn() {
-  const bots = new Map<string, StandInBot>(DEMO_BOTS.map((bot) => [bot.token, bot]));
-  const chats = new Map<string, StandInChat>(KNOWN_CHATS.map((chat) => [String(chat.id), chat]));
-  const webhooks = new Map<number, Webhook>();
+/** What a state file keeps across restarts (the supervisor's, or `deno task start` again). */
+interface SavedState {
+  bots: StandInBot[];
+  chats: StandInChat[];
+  webhooks: [number, Webhook][];
+  messageIds: [string, number][];
+  updateIds: [number, number][];
+}
+
+function readState(path: string): SavedState | null {
+  try {
+    return JSON.parse(Deno.readTextFileSync(path));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The stand-in's handler. With `stateFile`, its bots, chats, webhooks and counters are saved
+ * there after every POST and read back at start, so a restart keeps the webhooks set.
+ */
+export function createTelegramStandIn(options: { stateFile?: string } = {}) {
+  const saved = options.stateFile ? readState(options.stateFile) : null;
+  const bots = new Map<string, StandInBot>(
+    [...DEMO_BOTS, ...saved?.bots ?? []].map((bot) => [bot.token, bot]),
+  );
+  const chats = new Map<string, StandInChat>(
+    [...KNOWN_CHATS, ...saved?.chats ?? []].map((chat) => [String(chat.id), chat]),
+  );
+  const webhooks = new Map<number, Webhook>(saved?.webhooks ?? []);
   /** The last message id per bot and chat. */
-  const messageIds = new Map<string, number>();
+  const messageIds = new Map<string, number>(saved?.messageIds ?? []);
   /** The last update id per bot. */
-  const updateIds = new Map<number, number>();
+  const updateIds = new Map<number, number>(saved?.updateIds ?? []);
+  const save = () => {
+    if (!options.stateFile) return;
+    const state: SavedState = {
+      bots: [...bots.values()],
+      chats: [...chats.values()],
+      webhooks: [...webhooks],
+      messageIds: [...messageIds],
+      updateIds: [...updateIds],
+    };
+    Deno.writeTextFileSync(options.stateFile, JSON.stringify(state));
+  };
   /** Updates made, per bot and update id, for deliveries repeated. */
   const updates = new Map<string, unknown>();
   const scripts = new Map<string, ScriptedAnswer[]>();
@@ -475,16 +513,24 @@ export function createTelegramStandIn() {
 
   return async function handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname.startsWith("/_standin/")) return await control(request, url);
     const match = url.pathname.match(route);
-    if (!match) return botError(404, "Not Found");
-    return await botApi(request, url, decodeURIComponent(match[1]), match[2]);
+    const response = url.pathname.startsWith("/_standin/")
+      ? await control(request, url)
+      : match
+      ? await botApi(request, url, decodeURIComponent(match[1]), match[2])
+      : botError(404, "Not Found");
+    if (request.method === "POST") save();
+    return response;
   };
 }
 
 if (import.meta.main) {
   const port = Number(Deno.env.get("PORT"));
   if (!port) throw new Error("PORT must be set");
-  Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, createTelegramStandIn());
+  const stateFile = Deno.env.get("TELEGRAM_STATE_FILE") || undefined;
+  Deno.serve(
+    { hostname: "127.0.0.1", port, onListen: () => {} },
+    createTelegramStandIn({ stateFile }),
+  );
   console.log(`Telegram stand-in listening on http://127.0.0.1:${port}`);
 }

@@ -314,7 +314,7 @@ export const telegramReceiverKind = defineReceiverKind<
   parse(rawBody, headers) {
     // Authenticated already: the header is the receiver's own secret token.
     const secretToken = headers.get(SECRET_TOKEN_HEADER) ?? "";
-    const botId = secretToken.slice(0, Math.max(0, secretToken.indexOf("_")));
+    const botId = /^(\d+)_/.exec(secretToken)?.[1] ?? "bot";
     return [parseTelegramUpdate(parseJsonBody(rawBody), botId)];
   },
   async handle(tx, item, receiver) {
