@@ -2,9 +2,11 @@
  * The worker as a long-running process: what `deno task start` runs beside the gateway
  * (and restarts if it dies). It LISTENs for new jobs, so work starts at once. Settings:
  * SUPABASE_DB_URL, BIVELIO_WORKER_CONCURRENCY (default 16), BIVELIO_WORKER_LEASE_SECONDS
- * (default 30). SIGTERM/SIGINT: stop claiming, finish running jobs, exit.
+ * (default 30). Every minute it also runs the periodic tasks whose turn has come
+ * (shared/platform/maintenance.ts). SIGTERM/SIGINT: stop claiming, finish running jobs, exit.
  */
-import { closeDb } from "../shared/platform/db.ts";
+import { closeDb, serviceSql } from "../shared/platform/db.ts";
+import { runDueMaintenance } from "../shared/platform/maintenance.ts";
 import { JOB_KINDS } from "../shared/job-kinds.ts";
 import { Worker } from "../shared/platform/worker.ts";
 
@@ -16,7 +18,10 @@ const worker = new Worker({
   leaseSeconds: setting("BIVELIO_WORKER_LEASE_SECONDS", 30),
 });
 
+const maintenance = setInterval(() => runDueMaintenance(serviceSql()).catch(() => {}), 60_000);
+
 const stop = async () => {
+  clearInterval(maintenance);
   await worker.stop();
   await closeDb();
   Deno.exit(0);
