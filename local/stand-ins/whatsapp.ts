@@ -91,7 +91,8 @@ export interface RecordedRequest {
   tokenAccepted: boolean;
   // deno-lint-ignore no-explicit-any
   body: any;
-  answerStatus: number;
+  /** Null while the stand-in holds the request (a scripted delay). */
+  answerStatus: number | null;
 }
 
 export interface AcceptedMessage {
@@ -447,6 +448,18 @@ export function createWhatsAppStandIn(options: { numbers?: StandInNumber[] } = {
     }
     const number = numbers.get(phoneNumberId ?? "");
     const tokenAccepted = [...numbers.values()].some((n) => n.access_token === token);
+    // Recorded before it is answered, so a test can see a request the stand-in is holding.
+    const record: RecordedRequest = {
+      at: new Date().toISOString(),
+      method: request.method,
+      path: url.pathname,
+      phone_number_id: phoneNumberId ?? null,
+      headers,
+      tokenAccepted,
+      body,
+      answerStatus: null,
+    };
+    requests = keep([...requests, record]);
     const answer = await (async () => {
       if (!route || !/^v\d+\.\d+$/.test(version ?? "")) {
         return graphError(100, {
@@ -505,16 +518,7 @@ export function createWhatsAppStandIn(options: { numbers?: StandInNumber[] } = {
         }],
       });
     })();
-    requests = keep([...requests, {
-      at: new Date().toISOString(),
-      method: request.method,
-      path: url.pathname,
-      phone_number_id: phoneNumberId ?? null,
-      headers,
-      tokenAccepted,
-      body,
-      answerStatus: answer.status,
-    }]);
+    record.answerStatus = answer.status;
     return answer;
   }
 
