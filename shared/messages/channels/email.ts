@@ -12,10 +12,12 @@
  * address that was checked.
  *
  * Inbound: SMTP is not something an Edge Function can listen for, so inbound email arrives as
- * a webhook, in a format of our own (a provider's inbound hook is adapted to it, see
- * {@link emailReceiverKind}); the local stack's mail catcher delivers it that way too.
+ * a webhook, in a format of our own signed with the credentials' optional `inbound_secret`
+ * (a provider's inbound hook is adapted to it, see {@link emailReceiverKind}); the local
+ * stack's mail catcher delivers it that way too.
  */
 import { Buffer } from "node:buffer";
+import { isIP } from "node:net";
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
 import { z } from "zod";
@@ -96,6 +98,11 @@ export const emailCredentials = z.strictObject({
   from: z.string().max(512).refine((from) => parseMailbox(from) !== null, {
     message: "an email address, optionally with a display name (Name <address>)",
   }),
+  /**
+   * The secret inbound email is signed with (X-BiVelio-Email-Signature), for the relay that
+   * delivers it: chosen here so it can be configured there; generated when absent.
+   */
+  inbound_secret: z.string().min(32).max(256).optional(),
 });
 export type EmailCredentials = z.output<typeof emailCredentials>;
 
@@ -179,7 +186,7 @@ const NETWORK_CODES = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS", "E
  * 4xx replies and network failures are retryable; 5xx are not. The password (and the AUTH
  * PLAIN token made of it) is cut out of the text, whatever the server echoed.
  */
-function toChannelError(error: unknown, credentials: EmailCredentials): ChannelError {
+export function toChannelError(error: unknown, credentials: EmailCredentials): ChannelError {
   if (error instanceof ChannelError) return error;
   const smtp = (error ?? {}) as SmtpError;
   const scrub = (text: string) => {
@@ -209,10 +216,11 @@ function toChannelError(error: unknown, credentials: EmailCredentials): ChannelE
  */
 async function openTransport(credentials: EmailCredentials) {
   const { host, port } = credentials;
+  const bareHost = host.replace(/^\[|\]$/g, "");
   let address: string;
   let loopback: boolean;
   try {
-    const hostForUrl = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+    const hostForUrl = isIP(bareHost) === 6 ? `[${bareHost}]` : bareHost;
     const checked = await checkOutboundUrl(`http://${hostForUrl}:${port}/`);
     address = checked.addresses[0];
     loopback = checked.loopback;
@@ -230,7 +238,8 @@ async function openTransport(credentials: EmailCredentials) {
     // this machine (the local mail catcher).
     requireTLS: !secure && !loopback,
     ignoreTLS: !secure && loopback,
-    tls: { servername: host.replace(/^\[|\]$/g, "") },
+    // SNI and the certificate check by the name (an IP literal cannot be a server name).
+    tls: isIP(bareHost) ? {} : { servername: bareHost },
     auth: { user: credentials.username, pass: credentials.password },
     connectionTimeout: CONNECTION_TIMEOUT_MS,
     greetingTimeout: CONNECTION_TIMEOUT_MS,
@@ -267,7 +276,7 @@ async function withTransport<T>(
 /** The header carrying `sha256=<hex HMAC-SHA256 of the raw body>` with the receiver's secret. */
 export const EMAIL_SIGNATURE_HEADER = "x-bivelio-email-signature";
 
-/** The receiver's secrets: made at connect, shown once for the inbound provider's set-up. */
+/** The receiver's secrets: the credentials' `inbound_secret`, or a random one made at connect. */
 export interface EmailReceiverSecrets {
   signing_secret: string;
 }
@@ -396,7 +405,8 @@ export const email = defineChannel<EmailCredentials, EmailPublic>({
     await withTransport(credentials, signal, (transport) => transport.verify());
     return publicPartOf(credentials);
   },
-  receiverSecrets(): EmailReceiverSecrets {
+  receiverSecrets(credentials): EmailReceiverSecrets {
+    if (credentials.inbound_secret) return { signing_secret: credentials.inbound_secret };
     const bytes = crypto.getRandomValues(new Uint8Array(32));
     return { signing_secret: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
   },
