@@ -4,6 +4,7 @@
  */
 import { AGENT_INVOCATION_JOB } from "./agents/steps.ts";
 import { DOCUMENT_EXTRACTION_JOB } from "./documents/steps.ts";
+import { MESSAGE_SEND_JOB } from "./messages/steps.ts";
 import type { JobKind } from "./platform/worker.ts";
 import { WEBHOOK_JOB } from "./webhooks/jobs.ts";
 import { WORKFLOW_JOB } from "./workflows/jobs.ts";
@@ -13,4 +14,5 @@ export const JOB_KINDS: readonly JobKind[] = [
   WEBHOOK_JOB,
   AGENT_INVOCATION_JOB,
   DOCUMENT_EXTRACTION_JOB,
+  MESSAGE_SEND_JOB,
 ];

@@ -21,6 +21,7 @@ import {
 } from "./helpers/messaging.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, stack, test, type TestOrg } from "./helpers/stack.ts";
+import { createWorkflow, execute, waitForInstance } from "./helpers/workflows.ts";
 
 const acme = stack.orgs.find((org) => org.org_id === "org_demo_acme")!;
 
@@ -364,6 +365,101 @@ test("isolation: an inbound message reaches only its integration's organization 
 });
 
 const connectedOrgs = new Set<string>();
+
+test("step send_message: the send data, templated; its output is send's answer", async () => {
+  const { org, key, number } = await orgWithWhatsApp();
+  const workflowId = await createWorkflow(key, {
+    steps: [{
+      id: "notify",
+      type: "send_message",
+      config: {
+        channel: "whatsapp",
+        to: "{{input.phone}}",
+        message: { type: "text", body: "Order {{input.order}} shipped" },
+      },
+    }],
+  });
+  const started = await execute(key, workflowId, { phone: "+34 611 000 010", order: "#42" });
+  const instance = await waitForInstance(key, started.instance_id);
+  assert.equal(instance.status, "completed", JSON.stringify(instance));
+  const output = sentMessage.parse(instance.steps[0].output);
+  assert.match(output.whatsapp_message_id!, /^wamid\./);
+  const [row] = await db`select body, request_key, status from public.messages
+    where org_id = ${org.orgId}`;
+  assert.equal(row.body, "Order #42 shipped");
+  assert.equal(row.status, "sent");
+  assert.ok(row.request_key.startsWith(`${started.instance_id}.notify.`));
+  const posts = (await whatsappRequests(number.phone_number_id)).filter((r) => r.method === "POST");
+  assert.equal(posts.length, 1);
+
+  // A provider error fails the step with the provider's code; a missing channel, with 400's.
+  await scriptWhatsAppErrors(number.phone_number_id, [{ code: 131026 }]);
+  const refused = await waitForInstance(
+    key,
+    (await execute(key, workflowId, { phone: "+34 611 000 011", order: "#43" })).instance_id,
+  );
+  assert.equal(refused.status, "failed");
+  assert.equal(refused.error.code, "INTEGRATION_ERROR", JSON.stringify(refused.error));
+  const telegramFlow = await createWorkflow(key, {
+    steps: [{
+      id: "tg",
+      type: "send_message",
+      config: { channel: "telegram", to: "100200300", message: { type: "text", body: "Hi" } },
+    }],
+  });
+  const unconnected = await waitForInstance(key, (await execute(key, telegramFlow)).instance_id);
+  assert.equal(unconnected.error.code, "VALIDATION_ERROR", JSON.stringify(unconnected.error));
+});
+
+test("step send_message: putting it in a workflow needs messages:write", async () => {
+  const org = await createTestOrg();
+  const key = await org.key({ scopes: ["workflows:write"] });
+  const response = await api("workflows/create", {
+    action: "create",
+    data: {
+      name: "No messages scope",
+      steps: [{
+        id: "send",
+        type: "send_message",
+        config: { channel: "telegram", to: "1", message: { type: "text", body: "Hi" } },
+      }],
+    },
+  }, { key });
+  expectError(response, 403, "AUTH_INSUFFICIENT_SCOPE");
+  assert.equal(response.body.error.details.required_scope, "messages:write");
+});
+
+test("step send_message: a worker killed during the send never sends again (OUTCOME_UNKNOWN)", async () => {
+  const { org, key, number } = await orgWithWhatsApp();
+  // The send hangs; the worker is killed meanwhile.
+  await scriptWhatsAppErrors(number.phone_number_id, [{ delay_ms: 20_000 }]);
+  const workflowId = await createWorkflow(key, {
+    steps: [{
+      id: "notify",
+      type: "send_message",
+      config: { channel: "whatsapp", to: "+34 611 000 012", message: { type: "text", body: "Hi" } },
+    }],
+  });
+  const started = await execute(key, workflowId);
+  const deadline = Date.now() + 10_000;
+  // The message is committed queued, with its request key, before the provider is called.
+  while ((await db`select 1 from public.messages where org_id = ${org.orgId}`).length === 0) {
+    assert.ok(Date.now() < deadline, "the job stored its message");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  Deno.kill(Number(Deno.readTextFileSync(stack.worker_pid_files[0])), "SIGKILL");
+
+  // The stack starts the worker again; the job's lease runs out and the job runs again.
+  const instance = await waitForInstance(key, started.instance_id, undefined, 30_000);
+  assert.equal(instance.status, "failed", JSON.stringify(instance));
+  assert.equal(instance.error.code, "OUTCOME_UNKNOWN", JSON.stringify(instance.error));
+  const rows = await db`select status, error from public.messages where org_id = ${org.orgId}`;
+  assert.equal(rows.length, 1, "one message, found again by its request key");
+  assert.equal(rows[0].status, "queued");
+  assert.equal(rows[0].error.code, "OUTCOME_UNKNOWN");
+  const posts = (await whatsappRequests(number.phone_number_id)).filter((r) => r.method === "POST");
+  assert.ok(posts.length <= 1, "never sent a second time");
+});
 
 async function validSend(org: TestOrg) {
   if (!connectedOrgs.has(org.orgId)) {
