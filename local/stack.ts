@@ -7,6 +7,7 @@
 import postgres from "postgres";
 import { mintApiKey } from "../shared/api-keys/keys.ts";
 import { signApiRoleKey } from "./auth-emulator.ts";
+import { connectDemoMcpProviders } from "./demo-mcp.ts";
 import { connectDemoIntegrations, DEMO_KEYS, DEMO_ORGS, type DemoIntegrations } from "./demo.ts";
 import { migrate, runSqlFile } from "./migrate.ts";
 import { ensurePostgresInstalled, startCluster, stopCluster } from "./postgres.ts";
@@ -49,6 +50,11 @@ export interface StackInfo {
    * Its control routes (`/_standin/inbound`, `/_standin/status`) deliver signed callbacks.
    */
   whatsapp: { base_url: string };
+  /**
+   * The demo MCP server (local/stand-ins/mcp-google-sheets.ts), connected as `google_sheets`
+   * for the demo organizations: its Streamable HTTP URL and the bearer token it wants.
+   */
+  mcp_google_sheets: { url: string; bearer_token: string };
   /**
    * The mail catcher (local/stand-ins/mail.ts): SMTP on smtp_host:smtp_port (plain, no TLS)
    * for this user, what it caught at `<http_url>/messages`.
@@ -355,6 +361,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       gemini: { base_url: "", stand_in: true, api_key: null },
       telegram: { base_url: "" },
       whatsapp: { base_url: "" },
+      mcp_google_sheets: { url: "", bearer_token: "" },
       mail: { smtp_host: "", smtp_port: 0, http_url: "", username: "", password: "" },
       orgs: await mintDemoKeys(dbUrl),
     };
@@ -370,6 +377,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   });
   const whatsapp = await startStandIn("whatsapp", options, log);
   const mail = await startMail(options, info.mail, log);
+  const mcpToken = `mcp-${randomSecret(16)}`;
+  const mcpSheets = await startStandIn("mcp-google-sheets", options, log, {
+    MCP_BEARER_TOKEN: mcpToken,
+  });
   info = {
     ...info,
     api_url: apiUrl,
@@ -379,6 +390,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     gemini: gemini.info,
     telegram: { base_url: telegram.baseUrl },
     whatsapp: { base_url: whatsapp.baseUrl },
+    mcp_google_sheets: { url: `${mcpSheets.baseUrl}/mcp`, bearer_token: mcpToken },
     mail: mail.info,
     // A state folder from before sealed secrets has none: made once, then kept (a new key
     // would leave what the old one sealed unreadable).
@@ -420,6 +432,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await telegram.stop();
     await whatsapp.stop();
     await mail.stop();
+    await mcpSheets.stop();
     await stopCluster(dataDir);
     throw error;
   }
@@ -450,6 +463,12 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     // The stack is usable without them; messages/send then says which channel is missing.
     log(`demo integrations could not be connected: ${(error as Error).message}`);
   }
+  try {
+    await connectDemoMcpProviders(apiUrl, info.orgs, info.mcp_google_sheets);
+    log("demo MCP provider: google_sheets connected to the local demo MCP server");
+  } catch (error) {
+    log(`the demo MCP provider could not be connected: ${(error as Error).message}`);
+  }
   Deno.writeTextFileSync(infoPath, JSON.stringify(info, null, 2) + "\n");
 
   let stopped = false;
@@ -461,7 +480,9 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       // All at once: Ctrl-C in a terminal signals the children too, and a supervisor that
       // is not yet stopping would start its child again.
       await Promise.all(
-        [gateway, ...workers, gemini, telegram, whatsapp, mail].map((child) => child.stop()),
+        [gateway, ...workers, gemini, telegram, whatsapp, mail, mcpSheets].map((child) =>
+          child.stop()
+        ),
       );
       await stopCluster(dataDir);
     },

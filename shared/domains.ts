@@ -12,6 +12,7 @@ import { actions as cases } from "./cases/app.ts";
 import { actions as contacts } from "./contacts/app.ts";
 import { actions as documents } from "./documents/app.ts";
 import { actions as forms } from "./forms/app.ts";
+import { actions as mcp } from "./mcp/app.ts";
 import { actions as integrations } from "./integrations/app.ts";
 import { actions as messages } from "./messages/app.ts";
 import { actions as credits } from "./credits/app.ts";
@@ -39,6 +40,7 @@ export const GROUPS: Group[] = [
   { group: "documents", actions: documents },
   { group: "integrations", actions: integrations },
   { group: "messages", actions: messages },
+  { group: "mcp", actions: mcp },
 ];
 
 /** Routes that do not take `{action, data}`, with the schemas of their 200 answers. */

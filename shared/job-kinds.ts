@@ -4,6 +4,7 @@
  */
 import { AGENT_INVOCATION_JOB } from "./agents/steps.ts";
 import { DOCUMENT_EXTRACTION_JOB } from "./documents/steps.ts";
+import { MCP_TOOL_JOB } from "./mcp/steps.ts";
 import { MESSAGE_SEND_JOB } from "./messages/steps.ts";
 import type { JobKind } from "./platform/worker.ts";
 import { WEBHOOK_JOB } from "./webhooks/jobs.ts";
@@ -14,5 +15,6 @@ export const JOB_KINDS: readonly JobKind[] = [
   WEBHOOK_JOB,
   AGENT_INVOCATION_JOB,
   DOCUMENT_EXTRACTION_JOB,
+  MCP_TOOL_JOB,
   MESSAGE_SEND_JOB,
 ];

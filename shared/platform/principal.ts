@@ -21,6 +21,7 @@ export const SCOPE_GROUPS = [
   "documents",
   "integrations",
   "messages",
+  "mcp",
 ] as const;
 export type ScopeGroup = typeof SCOPE_GROUPS[number];
 

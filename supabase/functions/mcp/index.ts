@@ -1,0 +1,3 @@
+import app from "../../../shared/mcp/app.ts";
+
+Deno.serve(app.fetch);

@@ -1,0 +1,672 @@
+/**
+ * MCP: the spec's execute example verbatim against the stack's demo server; execute, tools
+ * and providers through real MCP servers built with the official server SDK (each test
+ * starts its own, so what reached a server is known): success, a tool error, a server down,
+ * parameters refused before any call, wrong credentials, private addresses refused; the
+ * sandbox rules (read-only tools run, others are simulated and never reach the server);
+ * credentials sealed and never answered; isolation between organizations and environments;
+ * the workflow step `mcp_tool`; the negative cases of every action.
+ */
+import assert from "node:assert/strict";
+import {
+  createGoogleSheetsServer,
+  SPEC_SPREADSHEET_ID,
+} from "../local/stand-ins/mcp-google-sheets.ts";
+import { expectError, negativeCases } from "./helpers/negative-cases.ts";
+import { api, createTestOrg, db, stack, test, type TestOrg } from "./helpers/stack.ts";
+import { createWorkflow, execute, waitForInstance } from "./helpers/workflows.ts";
+
+const acme = stack.orgs.find((org) => org.org_id === "org_demo_acme")!;
+
+/** A demo MCP server of this test's own, on a free port, with its own bearer token. */
+function startServer(options: { delayMs?: number } = {}) {
+  const bearerToken = `token-${crypto.randomUUID()}`;
+  const server = createGoogleSheetsServer({ bearerToken, ...options });
+  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, server.handler);
+  return {
+    url: `http://127.0.0.1:${http.addr.port}/mcp`,
+    bearerToken,
+    calls: server.calls,
+    async close() {
+      await server.close();
+      await http.shutdown();
+    },
+  };
+}
+
+const connect = (key: string, data: Record<string, unknown>) =>
+  api("mcp/connect", { action: "connect", data }, { key });
+
+const run = (key: string, data: Record<string, unknown>, headers?: Record<string, string>) =>
+  api("mcp/execute", { action: "execute", data }, { key, headers });
+
+/** A fresh organization with `sheets` connected to a server of its own (live and sandbox). */
+async function orgWithServer(options: { delayMs?: number } = {}) {
+  const org = await createTestOrg();
+  const key = await org.key();
+  const testKey = await org.key({ environment: "test" });
+  const server = startServer(options);
+  for (const k of [key, testKey]) {
+    const connected = await connect(k, {
+      name: "sheets",
+      url: server.url,
+      credentials: { bearer_token: server.bearerToken },
+    });
+    assert.equal(connected.status, 200, JSON.stringify(connected.body));
+  }
+  return { org, key, testKey, server };
+}
+
+async function executionRow(id: string) {
+  const [row] = await db<{
+    org_id: string;
+    environment: string;
+    provider: string;
+    tool: string;
+    parameters: Record<string, unknown>;
+    status: string;
+    simulated: boolean;
+    result_bytes: number | null;
+    duration_ms: number | null;
+    error: { code: string; message: string; details?: Record<string, unknown> } | null;
+    request_key: string | null;
+  }[]>`select * from public.mcp_executions where id = ${id}`;
+  return row;
+}
+
+const READ = { spreadsheet_id: SPEC_SPREADSHEET_ID, range: "Sheet1!A1:D50" };
+
+// ---------------------------------------------------------------------------------------
+// The spec's example, against `deno task start`'s demo provider
+
+test("spec example: mcp/execute read_range on google_sheets answers the spec's result", async () => {
+  const response = await api("mcp/execute", {
+    "action": "execute",
+    "data": {
+      "provider": "google_sheets",
+      "tool": "read_range",
+      "parameters": {
+        "spreadsheet_id": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgVE2upms",
+        "range": "Sheet1!A1:D50",
+      },
+    },
+  }, { key: acme.keys.live_secret });
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  const data = response.body.data;
+  assert.match(data.execution_id, /^mcp_[0-9a-f]+$/);
+  assert.equal(data.provider, "google_sheets");
+  assert.equal(data.tool, "read_range");
+  assert.deepEqual(data.result, {
+    "values": [
+      ["Name", "Email", "Plan", "Status"],
+      ["Company ABC", "abc@example.com", "pro", "active"],
+      ["Company XYZ", "xyz@example.com", "starter", "trial"],
+    ],
+    "rows_count": 3,
+    "columns_count": 4,
+  });
+  assert.ok(Number.isInteger(data.duration_ms) && data.duration_ms >= 0);
+  assert.match(data.completed_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.equal(data.simulated, undefined);
+
+  const row = await executionRow(data.execution_id);
+  assert.equal(row.org_id, "org_demo_acme");
+  assert.equal(row.status, "completed");
+  assert.deepEqual(row.parameters, READ);
+  assert.equal(row.result_bytes, JSON.stringify(data.result).length);
+  assert.equal(row.duration_ms, data.duration_ms);
+  assert.equal(row.error, null);
+});
+
+test("spec example: the demo organizations' sandbox has google_sheets too", async () => {
+  const response = await run(acme.keys.test_secret, {
+    provider: "google_sheets",
+    tool: "read_range",
+    parameters: READ,
+  });
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  assert.equal(response.body.data.result.rows_count, 3);
+  assert.equal(response.body.data.simulated, undefined, "read-only: really called");
+});
+
+// ---------------------------------------------------------------------------------------
+// Execute through a real SDK server
+
+test("execute: a read-only tool's structured content is the result, with the token sent", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    const response = await run(key, {
+      provider: "sheets",
+      tool: "read_range",
+      parameters: { spreadsheet_id: SPEC_SPREADSHEET_ID, range: "A1:B2" },
+    });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    assert.deepEqual(response.body.data.result, {
+      values: [["Name", "Email"], ["Company ABC", "abc@example.com"]],
+      rows_count: 2,
+      columns_count: 2,
+    });
+    assert.deepEqual(server.calls, [{
+      tool: "read_range",
+      arguments: { spreadsheet_id: SPEC_SPREADSHEET_ID, range: "A1:B2" },
+    }]);
+  } finally {
+    await server.close();
+  }
+});
+
+test("execute: a tool error is 502 INTEGRATION_ERROR with the provider's message, recorded", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    const response = await run(key, {
+      provider: "sheets",
+      tool: "failing_tool",
+      parameters: { reason: "Quota exceeded for sheet 42" },
+    });
+    expectError(response, 502, "INTEGRATION_ERROR");
+    assert.match(response.body.error.message, /Quota exceeded for sheet 42/);
+    assert.equal(response.body.error.details.provider, "sheets");
+    assert.equal(response.body.error.details.reason, "tool_error");
+    const row = await executionRow(response.body.error.details.execution_id);
+    assert.equal(row.status, "failed");
+    assert.equal(row.error?.code, "INTEGRATION_ERROR");
+    assert.match(row.error!.message, /Quota exceeded/);
+    assert.ok(row.duration_ms !== null);
+    assert.equal(server.calls.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test("execute: a server that is down is 502 INTEGRATION_ERROR (unreachable), recorded", async () => {
+  const { key, server } = await orgWithServer();
+  await server.close(); // nothing listens on its port any more
+  const response = await run(key, { provider: "sheets", tool: "read_range", parameters: READ });
+  expectError(response, 502, "INTEGRATION_ERROR");
+  assert.equal(response.body.error.details.reason, "unreachable");
+  assert.match(response.body.error.message, /sheets.*unreachable/);
+  const row = await executionRow(response.body.error.details.execution_id);
+  assert.equal(row.status, "failed");
+  assert.equal(row.error?.details?.reason, "unreachable");
+});
+
+test("execute: parameters the tool's input schema refuses are 400 naming the field; no call is made", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    const missing = await run(key, {
+      provider: "sheets",
+      tool: "read_range",
+      parameters: { spreadsheet_id: SPEC_SPREADSHEET_ID },
+    });
+    expectError(missing, 400, "VALIDATION_ERROR");
+    assert.equal(missing.body.error.details.field, "parameters.range");
+    assert.equal(missing.body.error.details.constraint, "input_schema");
+
+    const wrongType = await run(key, {
+      provider: "sheets",
+      tool: "append_row",
+      parameters: { spreadsheet_id: "s1", values: ["a", 2] },
+    });
+    expectError(wrongType, 400, "VALIDATION_ERROR");
+    assert.equal(wrongType.body.error.details.field, "parameters.values.1");
+
+    const unknownTool = await run(key, { provider: "sheets", tool: "delete_sheet" });
+    expectError(unknownTool, 400, "VALIDATION_ERROR");
+    assert.equal(unknownTool.body.error.details.field, "tool");
+    assert.deepEqual(
+      unknownTool.body.error.details.allowed.sort(),
+      ["append_row", "failing_tool", "read_range"],
+    );
+
+    assert.deepEqual(server.calls, [], "nothing reached the tools");
+    const row = await executionRow(missing.body.error.details.execution_id);
+    assert.equal(row.status, "failed");
+    assert.equal(row.error?.code, "VALIDATION_ERROR");
+  } finally {
+    await server.close();
+  }
+});
+
+test("execute: credentials the server refuses are 502 INTEGRATION_ERROR (unauthorized)", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    await connect(key, {
+      name: "sheets",
+      url: server.url,
+      credentials: { bearer_token: "not-the-token" },
+    });
+    const response = await run(key, { provider: "sheets", tool: "read_range", parameters: READ });
+    expectError(response, 502, "INTEGRATION_ERROR");
+    assert.equal(response.body.error.details.reason, "unauthorized");
+    assert.ok(!JSON.stringify(response.body).includes("not-the-token"), "no credential echoed");
+    assert.deepEqual(server.calls, []);
+  } finally {
+    await server.close();
+  }
+});
+
+test("execute: an unknown provider is 404 RESOURCE_NOT_FOUND", async () => {
+  const org = await createTestOrg();
+  const response = await run(await org.key(), { provider: "nowhere", tool: "read_range" });
+  expectError(response, 404, "RESOURCE_NOT_FOUND");
+  const [{ count }] = await db<{ count: number }[]>`
+    select count(*)::int as count from public.mcp_executions where org_id = ${org.orgId}
+  `;
+  assert.equal(count, 0);
+});
+
+test("execute: Idempotency-Key replays the answer without calling the tool again", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    const headers = { "idempotency-key": crypto.randomUUID() };
+    const data = {
+      provider: "sheets",
+      tool: "append_row",
+      parameters: { spreadsheet_id: "s", values: ["x"] },
+    };
+    const first = await run(key, data, headers);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const second = await run(key, data, headers);
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.get("idempotent-replayed"), "true");
+    assert.deepEqual(second.body, first.body);
+    assert.equal(server.calls.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Private addresses
+
+test("connect: a provider URL to a private address is 400 naming url", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  for (
+    const url of ["https://10.0.0.1/mcp", "https://169.254.169.254/mcp", "https://[fd00::1]/mcp"]
+  ) {
+    const response = await connect(key, { name: "internal", url });
+    expectError(response, 400, "VALIDATION_ERROR");
+    assert.equal(response.body.error.details.field, "url");
+    assert.equal(response.body.error.details.constraint, "forbidden_address", url);
+  }
+  const plain = await connect(key, { name: "internal", url: "http://93.184.216.34/mcp" });
+  expectError(plain, 400, "VALIDATION_ERROR");
+  assert.equal(plain.body.error.details.constraint, "https_required");
+  const [{ count }] = await db<{ count: number }[]>`
+    select count(*)::int as count from public.mcp_providers where org_id = ${org.orgId}
+  `;
+  assert.equal(count, 0);
+});
+
+test("execute: a stored provider URL to a private address is refused at the call (502 blocked)", async () => {
+  const org = await createTestOrg();
+  // As if its name had resolved to a public address when it was saved.
+  await db`
+    insert into public.mcp_providers (org_id, environment, name, url)
+    values (${org.orgId}, 'live', 'metadata', 'http://169.254.169.254/mcp')
+  `;
+  const response = await run(await org.key(), { provider: "metadata", tool: "read_range" });
+  expectError(response, 502, "INTEGRATION_ERROR");
+  assert.equal(response.body.error.details.reason, "blocked");
+  assert.match(response.body.error.message, /169\.254\.169\.254/);
+});
+
+// ---------------------------------------------------------------------------------------
+// Sandbox
+
+test("sandbox: read-only tools are called; others are simulated, say so, and never reach the server", async () => {
+  const { key, testKey, server } = await orgWithServer();
+  try {
+    const read = await run(testKey, { provider: "sheets", tool: "read_range", parameters: READ });
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+    assert.equal(read.body.data.simulated, undefined);
+    assert.equal(server.calls.length, 1);
+
+    const write = await run(testKey, {
+      provider: "sheets",
+      tool: "append_row",
+      parameters: { spreadsheet_id: SPEC_SPREADSHEET_ID, values: ["Company QRS", "q@example.com"] },
+    });
+    assert.equal(write.status, 200, JSON.stringify(write.body));
+    assert.equal(write.body.data.simulated, true);
+    assert.match(JSON.stringify(write.body.data.result), /simulated/);
+    assert.equal(server.calls.length, 1, "the write tool was not called");
+    const row = await executionRow(write.body.data.execution_id);
+    assert.equal(row.environment, "test");
+    assert.equal(row.simulated, true);
+    assert.equal(row.status, "completed");
+
+    // Parameters are still checked in the sandbox.
+    const bad = await run(testKey, { provider: "sheets", tool: "append_row", parameters: {} });
+    expectError(bad, 400, "VALIDATION_ERROR");
+    assert.equal(bad.body.error.details.field, "parameters.spreadsheet_id");
+
+    // Live, the same write is made.
+    const live = await run(key, {
+      provider: "sheets",
+      tool: "append_row",
+      parameters: { spreadsheet_id: SPEC_SPREADSHEET_ID, values: ["Company QRS"] },
+    });
+    assert.equal(live.status, 200, JSON.stringify(live.body));
+    assert.equal(live.body.data.simulated, undefined);
+    assert.deepEqual(live.body.data.result, { updated_rows: 1, rows_count: 4 });
+    assert.equal(server.calls.length, 2);
+  } finally {
+    await server.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Providers, tools, executions
+
+test("providers: connected providers without their credentials; sealed at rest; replace and disconnect", async () => {
+  const { org, key, server } = await orgWithServer();
+  try {
+    const listed = await api("mcp/providers", { action: "providers", data: {} }, { key });
+    assert.equal(listed.status, 200);
+    assert.deepEqual(listed.body.data.providers.map((p: { name: string }) => p.name), ["sheets"]);
+    assert.deepEqual(listed.body.data.providers[0].credentials, ["bearer_token"]);
+    assert.equal(listed.body.data.providers[0].url, server.url);
+    assert.ok(!JSON.stringify(listed.body).includes(server.bearerToken));
+    const [row] = await db<{ sealed_credentials: string }[]>`
+      select sealed_credentials from public.mcp_providers
+      where org_id = ${org.orgId} and environment = 'live'
+    `;
+    assert.match(row.sealed_credentials, /^v1\./);
+    assert.ok(!row.sealed_credentials.includes(server.bearerToken));
+
+    const executed = await run(key, { provider: "sheets", tool: "read_range", parameters: READ });
+    assert.equal(executed.status, 200);
+    const gone = await api("mcp/disconnect", {
+      action: "disconnect",
+      data: { provider: "sheets" },
+    }, { key });
+    assert.deepEqual(gone.body.data, { name: "sheets", disconnected: true });
+    expectError(
+      await run(key, { provider: "sheets", tool: "read_range", parameters: READ }),
+      404,
+      "RESOURCE_NOT_FOUND",
+    );
+    // The execution stays, by name.
+    const kept = await api("mcp/get_execution", {
+      action: "get_execution",
+      data: { execution_id: executed.body.data.execution_id },
+    }, { key });
+    assert.equal(kept.status, 200);
+    assert.equal(kept.body.data.provider, "sheets");
+  } finally {
+    await server.close();
+  }
+});
+
+test("list_tools: the server's tools with input schemas and the read-only annotation", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    const response = await api("mcp/list_tools", {
+      action: "list_tools",
+      data: { provider: "sheets" },
+    }, { key });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const byName = Object.fromEntries(
+      response.body.data.tools.map((t: { name: string }) => [t.name, t]),
+    );
+    assert.deepEqual(Object.keys(byName).sort(), ["append_row", "failing_tool", "read_range"]);
+    assert.equal(byName.read_range.read_only, true);
+    assert.equal(byName.append_row.read_only, false);
+    assert.deepEqual(byName.read_range.input_schema.required, ["spreadsheet_id", "range"]);
+    assert.deepEqual(server.calls, [], "listing calls no tool");
+  } finally {
+    await server.close();
+  }
+});
+
+test("list_executions and get_execution: what was asked and how it ended, newest first", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    await run(key, { provider: "sheets", tool: "read_range", parameters: READ });
+    await run(key, { provider: "sheets", tool: "failing_tool", parameters: { reason: "nope" } });
+    const listed = await api("mcp/list_executions", {
+      action: "list_executions",
+      data: {},
+    }, { key });
+    assert.equal(listed.status, 200);
+    assert.deepEqual(
+      listed.body.data.executions.map((e: { tool: string; status: string }) => [e.tool, e.status]),
+      [["failing_tool", "failed"], ["read_range", "completed"]],
+    );
+    const failed = await api("mcp/list_executions", {
+      action: "list_executions",
+      data: { status: "failed" },
+    }, { key });
+    assert.equal(failed.body.data.pagination.total, 1);
+    assert.equal(failed.body.data.executions[0].error.code, "INTEGRATION_ERROR");
+  } finally {
+    await server.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Isolation
+
+test("isolation: another organization's or environment's providers and executions are invisible", async () => {
+  const a = await orgWithServer();
+  try {
+    const executed = await run(a.key, { provider: "sheets", tool: "read_range", parameters: READ });
+    assert.equal(executed.status, 200);
+    const executionId = executed.body.data.execution_id;
+
+    const b: TestOrg = await createTestOrg();
+    const bKey = await b.key();
+    expectError(
+      await run(bKey, { provider: "sheets", tool: "read_range", parameters: READ }),
+      404,
+      "RESOURCE_NOT_FOUND",
+    );
+    const bProviders = await api("mcp/providers", { action: "providers", data: {} }, { key: bKey });
+    assert.deepEqual(bProviders.body.data.providers, []);
+    expectError(
+      await api("mcp/get_execution", {
+        action: "get_execution",
+        data: { execution_id: executionId },
+      }, { key: bKey }),
+      404,
+      "RESOURCE_NOT_FOUND",
+    );
+    const bList = await api("mcp/list_executions", { action: "list_executions", data: {} }, {
+      key: bKey,
+    });
+    assert.equal(bList.body.data.pagination.total, 0);
+    expectError(
+      await api("mcp/disconnect", { action: "disconnect", data: { provider: "sheets" } }, {
+        key: bKey,
+      }),
+      404,
+      "RESOURCE_NOT_FOUND",
+    );
+
+    // The sandbox of the same organization does not see live executions.
+    expectError(
+      await api("mcp/get_execution", {
+        action: "get_execution",
+        data: { execution_id: executionId },
+      }, { key: a.testKey }),
+      404,
+      "RESOURCE_NOT_FOUND",
+    );
+    // Disconnecting the sandbox provider leaves the live one.
+    await api("mcp/disconnect", { action: "disconnect", data: { provider: "sheets" } }, {
+      key: a.testKey,
+    });
+    const still = await run(a.key, { provider: "sheets", tool: "read_range", parameters: READ });
+    assert.equal(still.status, 200);
+  } finally {
+    await a.server.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// The workflow step mcp_tool
+
+test("step mcp_tool: templated parameters; its output is the execute answer, recorded with the job's key", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    const workflowId = await createWorkflow(key, {
+      steps: [
+        {
+          id: "read",
+          type: "mcp_tool",
+          config: {
+            provider: "sheets",
+            tool: "read_range",
+            parameters: { spreadsheet_id: "{{input.sheet}}", range: "A1:D50" },
+          },
+        },
+        {
+          id: "count",
+          type: "set",
+          config: { values: { rows: "{{steps.read.output.result.rows_count}}" } },
+        },
+      ],
+    });
+    const started = await execute(key, workflowId, { sheet: SPEC_SPREADSHEET_ID });
+    const instance = await waitForInstance(key, started.instance_id);
+    assert.equal(instance.status, "completed", JSON.stringify(instance));
+    assert.deepEqual(instance.output, { rows: 3 });
+    const output = instance.steps[0].output;
+    assert.equal(output.provider, "sheets");
+    assert.equal(output.result.values[1][0], "Company ABC");
+    const row = await executionRow(output.execution_id);
+    assert.ok(row.request_key?.startsWith(`${started.instance_id}.read.`), row.request_key ?? "");
+    assert.equal(server.calls.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test("step mcp_tool: a tool error or bad parameters fail the step with that error", async () => {
+  const { key, server } = await orgWithServer();
+  try {
+    const failing = await createWorkflow(key, {
+      steps: [{
+        id: "boom",
+        type: "mcp_tool",
+        config: { provider: "sheets", tool: "failing_tool", parameters: { reason: "locked" } },
+      }],
+    });
+    const failed = await waitForInstance(key, (await execute(key, failing)).instance_id);
+    assert.equal(failed.status, "failed");
+    assert.equal(failed.error.code, "INTEGRATION_ERROR", JSON.stringify(failed.error));
+    assert.match(failed.error.message, /locked/);
+
+    const bad = await createWorkflow(key, {
+      steps: [{ id: "bad", type: "mcp_tool", config: { provider: "sheets", tool: "read_range" } }],
+    });
+    const refused = await waitForInstance(key, (await execute(key, bad)).instance_id);
+    assert.equal(refused.status, "failed");
+    assert.equal(refused.error.code, "VALIDATION_ERROR", JSON.stringify(refused.error));
+  } finally {
+    await server.close();
+  }
+});
+
+test("step mcp_tool: defining it needs mcp:write", async () => {
+  const org = await createTestOrg();
+  const key = await org.key({ scopes: ["workflows:write"] });
+  const response = await api("workflows/create", {
+    action: "create",
+    data: {
+      name: "No MCP scope",
+      steps: [{ id: "read", type: "mcp_tool", config: { provider: "sheets", tool: "read_range" } }],
+    },
+  }, { key });
+  expectError(response, 403, "AUTH_INSUFFICIENT_SCOPE");
+});
+
+// ---------------------------------------------------------------------------------------
+// Negative cases of every action
+
+/** Connects the stack's demo server as `google_sheets` for `org` (live). */
+async function demoProviderFor(org: TestOrg, name = "google_sheets") {
+  const response = await connect(await org.key(), {
+    name,
+    url: stack.mcp_google_sheets.url,
+    credentials: { bearer_token: stack.mcp_google_sheets.bearer_token },
+  });
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return name;
+}
+
+negativeCases({
+  group: "mcp",
+  action: "execute",
+  otherSuffix: "providers",
+  scope: "write",
+  valid: async (org) => ({
+    provider: await demoProviderFor(org),
+    tool: "read_range",
+    parameters: READ,
+  }),
+  invalid: { data: { provider: "Google Sheets", tool: "read_range" }, field: "provider" },
+});
+negativeCases({
+  group: "mcp",
+  action: "providers",
+  scope: "read",
+  otherSuffix: "execute",
+  valid: {},
+  invalid: { data: { unexpected: true }, field: "unexpected" },
+});
+negativeCases({
+  group: "mcp",
+  action: "list_tools",
+  otherSuffix: "execute",
+  scope: "read",
+  valid: async (org) => ({ provider: await demoProviderFor(org) }),
+  invalid: { data: { provider: "" }, field: "provider" },
+});
+negativeCases({
+  group: "mcp",
+  action: "connect",
+  otherSuffix: "execute",
+  scope: "admin",
+  valid: {
+    name: "google_sheets",
+    url: stack.mcp_google_sheets.url,
+    credentials: { bearer_token: stack.mcp_google_sheets.bearer_token },
+  },
+  invalid: { data: { name: "sheets", url: "ftp://example.com/mcp" }, field: "url" },
+});
+negativeCases({
+  group: "mcp",
+  action: "disconnect",
+  otherSuffix: "execute",
+  scope: "admin",
+  valid: async (org) => ({
+    provider: await demoProviderFor(org, `p_${crypto.randomUUID().slice(0, 8)}`),
+  }),
+  invalid: { data: { provider: 42 }, field: "provider" },
+});
+negativeCases({
+  group: "mcp",
+  action: "list_executions",
+  otherSuffix: "execute",
+  scope: "read",
+  valid: { status: "completed" },
+  invalid: { data: { status: "done" }, field: "status" },
+});
+negativeCases({
+  group: "mcp",
+  action: "get_execution",
+  otherSuffix: "execute",
+  scope: "read",
+  valid: async (org) => {
+    const response = await run(await org.key(), {
+      provider: await demoProviderFor(org),
+      tool: "read_range",
+      parameters: READ,
+    });
+    return { execution_id: response.body.data.execution_id };
+  },
+  invalid: { data: { execution_id: "ag_123" }, field: "execution_id" },
+});
