@@ -330,6 +330,56 @@ test("inbound WhatsApp: stored once, matched to the contact, message.received; s
   assert.equal(unknown.status, 200);
 });
 
+test("statuses that overtake the send's own record are applied when it records", async () => {
+  const { org, key, number, integration } = await orgWithWhatsApp();
+  // The stand-in reports sent and delivered as soon as it accepts a message.
+  await fetch(`${stack.whatsapp.base_url}/_standin/numbers`, {
+    method: "POST",
+    body: JSON.stringify({
+      phone_number_id: number.phone_number_id,
+      access_token: number.access_token,
+      webhook: { receiver_url: integration.inbound_url, app_secret: number.app_secret },
+    }),
+  }).then((r) => r.body?.cancel());
+  const deliveriesTo = async () => {
+    const { deliveries } = await (await fetch(`${stack.whatsapp.base_url}/_standin/deliveries`))
+      .json();
+    return (deliveries as { receiver_url: string; status: number }[])
+      .filter((d) => d.receiver_url === integration.inbound_url);
+  };
+  await scriptWhatsAppErrors(number.phone_number_id, [{ delay_ms: 300 }]);
+  const sending = send(key, {
+    channel: "whatsapp",
+    to: "+34 611 000 020",
+    message: { type: "text", body: "Fast callbacks" },
+  });
+  const deadline = Date.now() + 10_000;
+  while ((await db`select 1 from public.messages where org_id = ${org.orgId}`).length === 0) {
+    assert.ok(Date.now() < deadline, "the message was stored queued");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  // The send's record waits on this lock while both callbacks are handled.
+  await db.begin(async (tx) => {
+    await tx`select from public.messages where org_id = ${org.orgId} for update`;
+    while ((await deliveriesTo()).length < 2) {
+      assert.ok(Date.now() < deadline, "both callbacks were delivered");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok((await deliveriesTo()).every((d) => d.status === 200));
+  });
+  const sent = await sending;
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  const got = await api("messages/get", {
+    action: "get",
+    data: { message_id: sent.body.data.message_id },
+  }, { key });
+  assert.equal(got.body.data.status, "delivered");
+  assert.ok(got.body.data.delivered_at);
+  const [{ left }] = await db`select count(*)::int as left from private.early_message_statuses
+    where integration_id = ${integration.id}`;
+  assert.equal(left, 0);
+});
+
 test("isolation: an inbound message reaches only its integration's organization and environment", async () => {
   const a = await orgWithWhatsApp();
   const b = await orgWithWhatsApp();

@@ -10,6 +10,7 @@ import { emitEvent } from "../platform/events.ts";
 import type { Receiver } from "../platform/receiver.ts";
 import type { InboundMessage, StatusUpdate } from "./channel.ts";
 import {
+  applyStatus,
   contactForAddress,
   counterpartOf,
   messageColumns,
@@ -61,17 +62,10 @@ export async function recordInbound(
   if (row) await emitEvent(tx, "message.received", messageToApi(row));
 }
 
-/** The statuses a message may be in for an update to move it there: never backwards. */
-const MOVES_FROM: Record<StatusUpdate["status"], string[]> = {
-  sent: ["queued"],
-  delivered: ["queued", "sent"],
-  read: ["queued", "sent", "delivered"],
-  failed: ["queued", "sent", "delivered"],
-};
-
 /**
  * Moves an outbound message of the receiver's integration along sent → delivered → read
- * (or failed), never backwards. An unknown provider id is ignored.
+ * (or failed), never backwards. An update for a provider id no message has yet is kept a
+ * day for the send that is still recording it (the callback overtook it); otherwise ignored.
  */
 export async function recordStatus(
   tx: Tx,
@@ -80,24 +74,14 @@ export async function recordStatus(
 ): Promise<void> {
   const integrationId = await integrationOf(tx, receiver, update.channel);
   if (!integrationId) return;
-  const error = update.status === "failed"
-    ? {
-      code: "INTEGRATION_ERROR",
-      message: update.error?.message ?? `${update.channel} could not deliver the message.`,
-      provider_code: update.error?.code ?? null,
-      ...(update.error ? { provider_message: update.error.message } : {}),
-    }
-    : null;
-  await tx`
-    update public.messages
-    set status = ${update.status},
-        sent_at = coalesce(sent_at, ${update.at}),
-        delivered_at = case when ${update.status} in ('delivered', 'read')
-                            then coalesce(delivered_at, ${update.at}) else delivered_at end,
-        read_at = case when ${update.status} = 'read' then ${update.at} else read_at end,
-        error = coalesce(${error === null ? null : tx.json(error)}::jsonb, error)
-    where integration_id = ${integrationId} and channel = ${update.channel}
-      and provider_message_id = ${update.providerMessageId} and direction = 'outbound'
-      and status = any(${MOVES_FROM[update.status]}::text[])
-  `;
+  const found = await applyStatus(tx, integrationId, update);
+  if (!found) {
+    await tx`
+      insert into private.early_message_statuses (integration_id, provider_message_id, status,
+        at, error)
+      values (${integrationId}, ${update.providerMessageId}, ${update.status}, ${update.at},
+        ${update.error ? tx.json(update.error as never) : null})
+      on conflict do nothing
+    `;
+  }
 }

@@ -18,6 +18,7 @@ import {
   type ChannelName,
   type OutboundMessage,
   type SentMessage,
+  type StatusUpdate,
 } from "./channel.ts";
 import { channelOf } from "./channels.ts";
 import {
@@ -451,5 +452,82 @@ export async function recordSend(
   `;
   if (!row) throw new Error(`Message ${prepared.messageId} is no longer queued.`);
   await emitEvent(tx, "message.sent", messageToApi(row));
+  await applyEarlyStatuses(tx, prepared.integrationId, row);
   return { ok: true, answer: sentAnswer(row), row };
+}
+
+// ---------------------------------------------------------------------------------------
+// Delivery statuses
+// ---------------------------------------------------------------------------------------
+
+/** The statuses a message may be in for an update to move it there: never backwards. */
+const MOVES_FROM: Record<StatusUpdate["status"], string[]> = {
+  sent: ["queued"],
+  delivered: ["queued", "sent"],
+  read: ["queued", "sent", "delivered"],
+  failed: ["queued", "sent", "delivered"],
+};
+
+/**
+ * Moves the integration's outbound message with the update's provider id forward (never
+ * backwards). False when no message has that provider id.
+ */
+export async function applyStatus(
+  tx: Tx,
+  integrationId: string,
+  update: Pick<StatusUpdate, "channel" | "providerMessageId" | "status" | "at" | "error">,
+): Promise<boolean> {
+  const error = update.status === "failed"
+    ? {
+      code: "INTEGRATION_ERROR",
+      message: update.error?.message ?? `${update.channel} could not deliver the message.`,
+      provider_code: update.error?.code ?? null,
+      ...(update.error ? { provider_message: update.error.message } : {}),
+    }
+    : null;
+  const [row] = await tx<{ found: boolean }[]>`
+    with target as (
+      select id, status = any(${MOVES_FROM[update.status]}::text[]) as movable
+      from public.messages
+      where integration_id = ${integrationId} and channel = ${update.channel}
+        and provider_message_id = ${update.providerMessageId} and direction = 'outbound'
+      for update
+    ), moved as (
+      update public.messages m
+      set status = ${update.status},
+          sent_at = case when ${update.status} = 'failed' then m.sent_at
+                         else coalesce(m.sent_at, ${update.at}) end,
+          delivered_at = case when ${update.status} in ('delivered', 'read')
+                              then coalesce(m.delivered_at, ${update.at}) else m.delivered_at end,
+          read_at = case when ${update.status} = 'read' then ${update.at} else m.read_at end,
+          error = coalesce(${error === null ? null : tx.json(error)}::jsonb, m.error)
+      from target where m.id = target.id and target.movable
+      returning m.id
+    )
+    select exists (select from target) as found
+  `;
+  return row.found;
+}
+
+/** Statuses that arrived before the send recorded its provider id, applied in order. */
+async function applyEarlyStatuses(tx: Tx, integrationId: string, message: MessageRow) {
+  const early = await tx<
+    { status: StatusUpdate["status"]; at: Date; error: StatusUpdate["error"] | null }[]
+  >`
+    delete from private.early_message_statuses
+    where integration_id = ${integrationId}
+      and provider_message_id = ${message.provider_message_id}
+    returning status, at, error
+  `;
+  const order = ["sent", "delivered", "read", "failed"];
+  early.sort((a, b) => order.indexOf(a.status) - order.indexOf(b.status));
+  for (const update of early) {
+    await applyStatus(tx, integrationId, {
+      channel: message.channel,
+      providerMessageId: message.provider_message_id!,
+      status: update.status,
+      at: update.at,
+      error: update.error ?? undefined,
+    });
+  }
 }

@@ -114,6 +114,44 @@ create policy messages_own_org_env on public.messages for all to authenticated
   with check (org_id = (select private.request_org_id())
               and environment = (select private.request_environment()));
 
+-- A status callback can overtake the send's own record: the provider answers, calls the
+-- webhook at once, and the update arrives before the message row has its provider id. Such
+-- updates wait here and are applied when the send is recorded (shared/messages/messages.ts);
+-- ones no message ever claims (messages sent outside BiVelio) go after a day.
+create table private.early_message_statuses (
+  org_id text not null default private.request_org_id(),
+  environment text not null default private.request_environment(),
+  integration_id text not null,
+  provider_message_id text not null check (length(provider_message_id) between 1 and 1000),
+  status text not null check (status in ('sent', 'delivered', 'read', 'failed')),
+  at timestamptz not null,
+  error jsonb check (jsonb_typeof(error) = 'object'),
+  received_at timestamptz not null default now(),
+  primary key (integration_id, provider_message_id, status),
+  foreign key (org_id, environment, integration_id)
+    references public.integrations (org_id, environment, id) on delete cascade
+);
+create index early_message_statuses_received_at_idx
+  on private.early_message_statuses (received_at);
+alter table private.early_message_statuses enable row level security;
+grant select, insert, delete on private.early_message_statuses to authenticated;
+create policy early_message_statuses_own_org_env on private.early_message_statuses
+  for all to authenticated
+  using (org_id = (select private.request_org_id())
+         and environment = (select private.request_environment()))
+  with check (org_id = (select private.request_org_id())
+              and environment = (select private.request_environment()));
+
+create function private.purge_early_message_statuses() returns void
+language sql volatile security definer
+set search_path = ''
+as $$
+  delete from private.early_message_statuses where received_at < now() - interval '1 day';
+$$;
+revoke execute on function private.purge_early_message_statuses() from public;
+select cron.schedule('bivelio-purge-early-message-statuses', '17 * * * *',
+  'select private.purge_early_message_statuses()');
+
 -- Matching a sender to a contact: by phone digits (WhatsApp), by address (email), by
 -- Telegram user id (kept in custom_fields.telegram_user_id).
 create index contacts_phone_digits_idx
