@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import {
   createGoogleSheetsServer,
+  type GoogleSheetsServerOptions,
   SPEC_SPREADSHEET_ID,
 } from "../local/stand-ins/mcp-google-sheets.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
@@ -19,7 +20,7 @@ import { createWorkflow, execute, waitForInstance } from "./helpers/workflows.ts
 const acme = stack.orgs.find((org) => org.org_id === "org_demo_acme")!;
 
 /** A demo MCP server of this test's own, on a free port, with its own bearer token. */
-function startServer(options: { delayMs?: number } = {}) {
+function startServer(options: GoogleSheetsServerOptions = {}) {
   const bearerToken = `token-${crypto.randomUUID()}`;
   const server = createGoogleSheetsServer({ bearerToken, ...options });
   const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, server.handler);
@@ -41,7 +42,7 @@ const run = (key: string, data: Record<string, unknown>, headers?: Record<string
   api("mcp/execute", { action: "execute", data }, { key, headers });
 
 /** A fresh organization with `sheets` connected to a server of its own (live and sandbox). */
-async function orgWithServer(options: { delayMs?: number } = {}) {
+async function orgWithServer(options: GoogleSheetsServerOptions = {}) {
   const org = await createTestOrg();
   const key = await org.key();
   const testKey = await org.key({ environment: "test" });
@@ -568,6 +569,62 @@ test("step mcp_tool: a tool error or bad parameters fail the step with that erro
   } finally {
     await server.close();
   }
+});
+
+/**
+ * Runs a one-step workflow calling `tool`; its first call is held at the server while the
+ * worker is killed. The stack starts the worker again and the job (lease 3 s in tests)
+ * runs again, finding its execution still running. Answers the instance, the server's calls
+ * and the executions.
+ */
+async function killWorkerDuringCall(tool: string, parameters: Record<string, unknown>) {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const { org, key, server } = await orgWithServer({
+    beforeAnswer: (n) => n === 1 ? held : undefined,
+  });
+  try {
+    const workflowId = await createWorkflow(key, {
+      steps: [{ id: "call", type: "mcp_tool", config: { provider: "sheets", tool, parameters } }],
+    });
+    const started = await execute(key, workflowId);
+    const deadline = Date.now() + 10_000;
+    while (server.calls.length === 0) {
+      assert.ok(Date.now() < deadline, "the job reached the server");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    Deno.kill(Number(Deno.readTextFileSync(stack.worker_pid_files[0])), "SIGKILL");
+    const instance = await waitForInstance(key, started.instance_id, undefined, 30_000);
+    const executions = await db<{ status: string; error: { details?: { reason?: string } } }[]>`
+      select status, error from public.mcp_executions where org_id = ${org.orgId}
+    `;
+    return { instance, calls: [...server.calls], executions };
+  } finally {
+    release();
+    await server.close();
+  }
+}
+
+test("step mcp_tool: a worker killed during a write tool's call never calls it again (OUTCOME_UNKNOWN)", async () => {
+  const { instance, calls, executions } = await killWorkerDuringCall("append_row", {
+    spreadsheet_id: "s1",
+    values: ["once"],
+  });
+  assert.equal(instance.status, "failed", JSON.stringify(instance));
+  assert.equal(instance.error.code, "OUTCOME_UNKNOWN", JSON.stringify(instance.error));
+  assert.equal(calls.length, 1, "called once");
+  assert.equal(executions.length, 1, "the same execution, found again by its request key");
+  assert.equal(executions[0].status, "failed");
+  assert.equal(executions[0].error.details?.reason, "outcome_unknown");
+});
+
+test("step mcp_tool: a worker killed during a read-only tool's call calls it again", async () => {
+  const { instance, calls, executions } = await killWorkerDuringCall("read_range", READ);
+  assert.equal(instance.status, "completed", JSON.stringify(instance));
+  assert.equal(instance.steps[0].output.result.rows_count, 3);
+  assert.equal(calls.length, 2, "called again after the crash");
+  assert.equal(executions.length, 1);
+  assert.equal(executions[0].status, "completed");
 });
 
 test("step mcp_tool: defining it needs mcp:write", async () => {

@@ -38,6 +38,8 @@ export interface GoogleSheetsServerOptions {
   bearerToken?: string;
   /** Milliseconds every tool call waits before answering (benchmarks, slow servers). */
   delayMs?: number;
+  /** Awaited before a tool call answers (its number from 1): tests hold a call in flight. */
+  beforeAnswer?: (callNumber: number) => Promise<void> | void;
 }
 
 /** "A1:D50" (optionally after "Sheet1!") → the 0-based last row and column it covers. */
@@ -62,8 +64,11 @@ export function createGoogleSheetsServer(options: GoogleSheetsServerOptions = {}
     if (!sheets.has(id)) sheets.set(id, [["Name", "Value"], [`Row of ${id}`, "1"]]);
     return sheets.get(id)!;
   };
-  const pause = () =>
-    options.delayMs ? new Promise((resolve) => setTimeout(resolve, options.delayMs)) : null;
+  const pause = async () => {
+    const callNumber = calls.length;
+    if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
+    await options.beforeAnswer?.(callNumber);
+  };
 
   // One server instance per request (createMcpHandler's stateless serving), same tools.
   const factory = () => {
