@@ -100,6 +100,110 @@ test("messages/send: the spec's sandbox example is simulated and reaches no stan
   assert.deepEqual({ ...row }, { simulated: true, status: "sent" });
 });
 
+test("demo data: local.json lists each demo organization's integrations, and they work", async () => {
+  for (const org of stack.orgs) {
+    const listed = org.integrations!;
+    assert.ok(listed, `${org.org_id} has integrations in local.json`);
+    for (const channel of ["whatsapp", "telegram", "email"] as const) {
+      assert.match(listed[channel].inbound_url, new RegExp(`/receivers/${channel}/rcv_`));
+    }
+    const connected = await api("integrations/list", { action: "list", data: {} }, {
+      key: org.keys.live_secret,
+    });
+    assert.deepEqual(
+      connected.body.data.integrations.map((i: { channel: string; status: string }) =>
+        `${i.channel}:${i.status}`
+      ).sort(),
+      ["email:connected", "telegram:connected", "whatsapp:connected"],
+    );
+  }
+  const acmeLive = acme.integrations!;
+  // A local tester signs an inbound WhatsApp message with what local.json lists.
+  const body = JSON.stringify({
+    object: "whatsapp_business_account",
+    entry: [{
+      id: "demo",
+      changes: [{
+        field: "messages",
+        value: {
+          messaging_product: "whatsapp",
+          metadata: {
+            display_phone_number: acmeLive.whatsapp.display_phone_number,
+            phone_number_id: acmeLive.whatsapp.phone_number_id,
+          },
+          contacts: [{ profile: { name: "Company ABC" }, wa_id: "34612345678" }],
+          messages: [{
+            from: "34612345678",
+            id: `wamid.local-${crypto.randomUUID()}`,
+            timestamp: String(Math.floor(Date.now() / 1000)),
+            type: "text",
+            text: { body: "Perfect, thanks!" },
+          }],
+        },
+      }],
+    }],
+  });
+  const { createHmac } = await import("node:crypto");
+  const signature = createHmac("sha256", acmeLive.whatsapp.app_secret).update(body).digest("hex");
+  const url = acmeLive.whatsapp.inbound_url.replace(
+    /^.*\/functions\/v1/,
+    `${stack.api_url}/functions/v1`,
+  );
+  const delivered = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-hub-signature-256": `sha256=${signature}` },
+    body,
+  });
+  assert.equal(delivered.status, 200, await delivered.text());
+  const list = await api("messages/list", {
+    action: "list",
+    data: { contact_id: "ct_abc123", channel: "whatsapp", direction: "inbound" },
+  }, { key: acme.keys.live_secret });
+  assert.ok(
+    list.body.data.messages.some((m: { message: { body: string } }) =>
+      m.message.body === "Perfect, thanks!"
+    ),
+    "matched to ct_abc123 by its phone, +34 612 345 678",
+  );
+
+  // The spec's sandbox example, with Acme's sandbox key: simulated.
+  const sandbox = await send(acme.keys.test_secret, {
+    channel: "whatsapp",
+    to: "+34 600 000 000",
+    message: { type: "text", body: "Test message from sandbox" },
+  });
+  assert.equal(sandbox.status, 200, JSON.stringify(sandbox.body));
+  assert.equal(sandbox.body.data.simulated, true);
+
+  // Email to Acme's address reaches Acme's inbox through the mail catcher, and only Acme's.
+  const bistro = stack.orgs.find((org) => org.org_id === "org_demo_bistro")!;
+  const subject = `Table for two ${crypto.randomUUID().slice(0, 8)}`;
+  const mailed = await send(bistro.keys.live_secret, {
+    channel: "email",
+    to: acmeLive.email.address,
+    message: { type: "text", subject, body: "Tonight at nine?" },
+  });
+  assert.equal(mailed.status, 200, JSON.stringify(mailed.body));
+  const inbox = await api("messages/list", {
+    action: "list",
+    data: { channel: "email", direction: "inbound" },
+  }, { key: acme.keys.live_secret });
+  const received = inbox.body.data.messages.find((m: { message: { subject?: string } }) =>
+    m.message.subject === subject
+  );
+  assert.ok(received, "delivered to Acme's email receiver before the SMTP answer");
+  assert.equal(received.from, bistro.integrations!.email.address);
+  const bistroInbox = await api("messages/list", {
+    action: "list",
+    data: { channel: "email", direction: "inbound" },
+  }, { key: bistro.keys.live_secret });
+  assert.ok(
+    !bistroInbox.body.data.messages.some((m: { message: { subject?: string } }) =>
+      m.message.subject === subject
+    ),
+  );
+});
+
 test("messages/send: a channel that is not connected is a 400 naming it", async () => {
   const { key } = await orgWithWhatsApp();
   for (const channel of ["telegram", "email"]) {
