@@ -246,6 +246,41 @@ test("execute: credentials the server refuses are 502 INTEGRATION_ERROR (unautho
   }
 });
 
+test("execute: a server answering more than 4 MiB is cut off: 502 INTEGRATION_ERROR", async () => {
+  // Not an MCP server: it answers every request with an endless JSON string.
+  const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+  let sent = 0;
+  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += chunk.byteLength;
+        if (sent > 64 * 1024 * 1024) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    return new Response(body, { headers: { "content-type": "application/json" } });
+  });
+  try {
+    const org = await createTestOrg();
+    const key = await org.key();
+    const connected = await connect(key, {
+      name: "flood",
+      url: `http://127.0.0.1:${http.addr.port}/mcp`,
+    });
+    assert.equal(connected.status, 200, JSON.stringify(connected.body));
+    const response = await run(key, { provider: "flood", tool: "read_range", parameters: READ });
+    expectError(response, 502, "INTEGRATION_ERROR");
+    assert.equal(
+      response.body.error.details.reason,
+      "invalid_result",
+      JSON.stringify(response.body),
+    );
+    assert.ok(sent < 16 * 1024 * 1024, `stopped reading early (${sent} bytes sent)`);
+  } finally {
+    await http.shutdown();
+  }
+});
+
 test("execute: an unknown provider is 404 RESOURCE_NOT_FOUND", async () => {
   const org = await createTestOrg();
   const response = await run(await org.key(), { provider: "nowhere", tool: "read_range" });

@@ -26,7 +26,7 @@ import { type JsonSchema, sampleForSchema } from "../ai/json-schema.ts";
 import { ApiError } from "../platform/errors.ts";
 import { jsonSize, MiB } from "../platform/json-size.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
-import { guardedFetch } from "../platform/outbound/fetch.ts";
+import { type Fetch, guardedFetch } from "../platform/outbound/fetch.ts";
 import { defineProvider } from "../platform/providers.ts";
 import { findUnstorable } from "../platform/storable-json.ts";
 import type { ProviderCredentials } from "./schemas.ts";
@@ -35,6 +35,8 @@ import type { ProviderCredentials } from "./schemas.ts";
 export const MCP_REQUEST_TIMEOUT_MS = 30_000;
 /** A tool's result is answered (and may be stored for replay): at most this much JSON. */
 export const MAX_RESULT_BYTES = 1 * MiB;
+/** Bytes read of any one HTTP response from a server (its JSON-RPC envelope included). */
+export const MAX_RESPONSE_BYTES = 4 * MiB;
 
 /** Where and how to reach one connected server. */
 export interface McpConnection {
@@ -82,6 +84,33 @@ export type McpErrorReason =
   | "invalid_result" // a result too large or that cannot be stored
   | "outcome_unknown"; // a workflow's call of a tool that is not read-only may have happened
 
+/** A server's HTTP response was longer than {@link MAX_RESPONSE_BYTES}: cut off. */
+class ResponseTooLarge extends Error {
+  constructor() {
+    super(`The server's response is longer than ${MAX_RESPONSE_BYTES} bytes.`);
+    this.name = "ResponseTooLarge";
+  }
+}
+
+/** `fetch` whose response bodies error once they pass `maxBytes` (the SDK reads them whole). */
+function cappedFetch(fetch: Fetch, maxBytes: number): Fetch {
+  return async (input, init) => {
+    const response = await fetch(input, init);
+    if (!response.body) return response;
+    let read = 0;
+    const body = response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          read += chunk.byteLength;
+          if (read > maxBytes) controller.error(new ResponseTooLarge());
+          else controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body, { status: response.status, headers: response.headers });
+  };
+}
+
 /** A failed MCP call; the message is the provider's (or says what failed) and is safe to show. */
 export class McpError extends Error {
   constructor(
@@ -121,6 +150,9 @@ export function mcpErrorOf(provider: string, error: unknown): McpError {
         `MCP server '${provider}' is unreachable: ${cause.message}`,
         { network: cause.kind },
       );
+    }
+    if (cause instanceof ResponseTooLarge) {
+      return new McpError(provider, "invalid_result", `MCP server '${provider}': ${cause.message}`);
     }
     cause = cause.cause;
   }
@@ -218,7 +250,7 @@ async function connect(connection: McpConnection, signal?: AbortSignal): Promise
   );
   const token = credentials.bearer_token;
   const transport = new StreamableHTTPClientTransport(new URL(connection.url), {
-    fetch: guardedFetch({ timeoutMs: MCP_REQUEST_TIMEOUT_MS }),
+    fetch: cappedFetch(guardedFetch({ timeoutMs: MCP_REQUEST_TIMEOUT_MS }), MAX_RESPONSE_BYTES),
     requestInit: { headers: credentials.headers ?? {} },
     ...(token ? { authProvider: { token: () => Promise.resolve(token) } } : {}),
   });
