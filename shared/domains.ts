@@ -12,6 +12,7 @@ import { actions as cases } from "./cases/app.ts";
 import { actions as contacts } from "./contacts/app.ts";
 import { actions as documents } from "./documents/app.ts";
 import { actions as forms } from "./forms/app.ts";
+import { actions as invoices } from "./invoices/app.ts";
 import { actions as mcp } from "./mcp/app.ts";
 import { actions as integrations } from "./integrations/app.ts";
 import { actions as messages } from "./messages/app.ts";
@@ -38,6 +39,7 @@ export const GROUPS: Group[] = [
   { group: "credits", actions: credits },
   { group: "agents", actions: agents },
   { group: "documents", actions: documents },
+  { group: "invoices", actions: invoices },
   { group: "integrations", actions: integrations },
   { group: "messages", actions: messages },
   { group: "mcp", actions: mcp },

@@ -136,3 +136,17 @@ join (values
    0.7)
 ) as kind (kind, name, description, category, instructions, input_schema, output_schema,
            temperature) on kind.kind = demo.kind;
+
+-- Invoices: the spec's listed invoice (INV-2026-042, Company ABC, pending) and Acme's live
+-- counter for 2026 at 42, so the spec's create example numbers its invoice INV-2026-043.
+insert into public.invoices (id, org_id, environment, type, number, status, client_id,
+                             client_name, currency, issue_date, due_date, subtotal, tax, total)
+values ('inv_c6d7e8f9', 'org_demo_acme', 'live', 'issued', 'INV-2026-042', 'pending',
+        'ct_abc123', 'Company ABC S.L.', 'EUR', '2026-04-01', '2026-04-30', 5000.00, 1050.00,
+        6050.00);
+insert into public.invoice_lines (invoice_id, position, org_id, environment, description,
+                                  quantity, unit_price, tax_rate, subtotal, tax, total)
+values ('inv_c6d7e8f9', 0, 'org_demo_acme', 'live', 'BiVelio Pro License - April 2026', 10,
+        500.00, 21, 5000.00, 1050.00, 6050.00);
+insert into private.invoice_counters (org_id, environment, year, last_number)
+values ('org_demo_acme', 'live', 2026, 42);

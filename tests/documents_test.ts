@@ -649,18 +649,23 @@ test("an empty balance is 402 CREDITS_EXHAUSTED before Gemini; nothing is stored
   assert.equal(docs.length, 1);
 });
 
-test("create_received_invoice is refused until the invoices group exists (no credits spent)", async () => {
+test("create_received_invoice needs document_type 'invoice' (no credits spent)", async () => {
+  // Received invoices themselves are tested with the invoices group (tests/invoices_test.ts).
   const org = await createTestOrg();
   const key = await org.key();
   const doc = await uploadPdf(key);
   const before = await balanceOf(org.orgId);
   const response = await api("documents/extract", {
     action: "extract",
-    data: { document_id: doc.document_id, document_type: "invoice", create_received_invoice: true },
+    data: {
+      document_id: doc.document_id,
+      document_type: "contract",
+      create_received_invoice: true,
+    },
   }, { key });
   expectError(response, 400, "VALIDATION_ERROR");
   assert.equal(response.body.error.details.field, "create_received_invoice");
-  assert.equal(response.body.error.details.constraint, "not_available");
+  assert.equal(response.body.error.details.constraint, "invoice_only");
   assert.equal(await balanceOf(org.orgId), before);
 });
 

@@ -1,15 +1,14 @@
 /**
  * The hook for received invoices: `extract` with `document_type: "invoice"` and
- * `create_received_invoice: true` is meant to record the extraction as a received invoice
- * in the same transaction as the extraction. The invoices group does not exist yet, so the
- * option is refused up front (400, before any credit is spent) and nothing is faked.
- *
- * When the invoices group lands it sets {@link RECEIVED_INVOICES}`.create` to its function
- * (which gets the record phase's transaction and the extraction) and the option works:
- * checkReceivedInvoiceOption stops refusing and finishRun calls it.
+ * `create_received_invoice: true` records the extraction as a received invoice (a draft,
+ * with the supplier as a contact) in the same transaction as the extraction: finishRun calls
+ * {@link RECEIVED_INVOICES}`.create`, which the invoices group fills
+ * (shared/invoices/received.ts). While it is null the option is refused up front (400, before
+ * any credit is spent) and nothing is faked.
  */
 import type { Tx } from "../platform/db.ts";
 import { invalidField } from "../platform/errors.ts";
+import { createReceivedInvoice as recordReceivedInvoice } from "../invoices/received.ts";
 import type { Extraction } from "./schemas.ts";
 
 export interface ReceivedInvoiceHook {
@@ -17,9 +16,9 @@ export interface ReceivedInvoiceHook {
   create(tx: Tx, extraction: Extraction): Promise<{ invoice_id: string }>;
 }
 
-/** Filled by the invoices group; null until it exists. */
+/** Filled by the invoices group. */
 export const RECEIVED_INVOICES: { create: ReceivedInvoiceHook["create"] | null } = {
-  create: null,
+  create: recordReceivedInvoice,
 };
 
 /** Phase 1: refuses the option when it cannot be honoured (before any debit). */

@@ -64,8 +64,8 @@ export const extractInput = z.strictObject({
   fields: fields.optional(),
   language: language.optional(),
   /**
-   * Invoices only: also record the extraction as a received invoice. Answered 400 until
-   * the invoices group exists (shared/documents/received-invoices.ts).
+   * Invoices only: also record the extraction as a received invoice, a draft with the
+   * supplier as a contact (shared/invoices/received.ts).
    */
   create_received_invoice: z.boolean().default(false),
 }).superRefine(oneSource);

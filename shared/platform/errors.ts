@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   WORKFLOW_INACTIVE: 409, // not in the spec: executing an inactive or archived workflow
   INSTANCE_FINISHED: 409, // not in the spec: cancelling an instance that already ended
   AGENT_INACTIVE: 409,
+  INVOICE_STATUS_CONFLICT: 409, // not in the spec: the invoice's status does not allow it
   IDEMPOTENCY_KEY_IN_USE: 409, // not in the spec: same Idempotency-Key still in flight
   PAYLOAD_TOO_LARGE: 413, // not in the spec: body over the endpoint's size limit
   IDEMPOTENCY_KEY_REUSED: 422, // not in the spec: same Idempotency-Key, different request

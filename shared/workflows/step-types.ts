@@ -5,6 +5,7 @@
 import { AGENT_STEP_TYPES } from "../agents/steps.ts";
 import { CONTACT_STEP_TYPES } from "../contacts/steps.ts";
 import { DOCUMENT_STEP_TYPES } from "../documents/steps.ts";
+import { INVOICE_STEP_TYPES } from "../invoices/steps.ts";
 import { MCP_STEP_TYPES } from "../mcp/steps.ts";
 import { MESSAGE_STEP_TYPES } from "../messages/steps.ts";
 import type { StepType } from "./steps.ts";
@@ -15,6 +16,7 @@ export const STEP_TYPES: Record<string, StepType> = {
   ...CONTACT_STEP_TYPES,
   ...DOCUMENT_STEP_TYPES,
   ...AGENT_STEP_TYPES,
+  ...INVOICE_STEP_TYPES,
   ...MCP_STEP_TYPES,
   ...MESSAGE_STEP_TYPES,
 };

@@ -1,0 +1,3 @@
+import app from "../../../shared/invoices/app.ts";
+
+Deno.serve(app.fetch);
