@@ -9,6 +9,7 @@ import { mintApiKey } from "../shared/api-keys/keys.ts";
 import { signApiRoleKey } from "./auth-emulator.ts";
 import { connectDemoMcpProviders } from "./demo-mcp.ts";
 import { connectDemoIntegrations, DEMO_KEYS, DEMO_ORGS, type DemoIntegrations } from "./demo.ts";
+import { connectDemoCalendars } from "./demo-calendar.ts";
 import { migrate, runSqlFile } from "./migrate.ts";
 import { ensurePostgresInstalled, startCluster, stopCluster } from "./postgres.ts";
 
@@ -50,6 +51,12 @@ export interface StackInfo {
    * Its control routes (`/_standin/inbound`, `/_standin/status`) deliver signed callbacks.
    */
   whatsapp: { base_url: string };
+  /**
+   * The Google OAuth token endpoint and Calendar API v3 stand-in (local/stand-ins/google.ts):
+   * GOOGLE_API_BASE_URL, and GOOGLE_OAUTH_TOKEN_URL at `/token`. The demo organizations'
+   * calendars are connected to it (local/demo-calendar.ts).
+   */
+  google: { base_url: string };
   /**
    * The demo MCP server (local/stand-ins/mcp-google-sheets.ts), connected as `google_sheets`
    * for the demo organizations: its Streamable HTTP URL and the bearer token it wants.
@@ -361,6 +368,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       gemini: { base_url: "", stand_in: true, api_key: null },
       telegram: { base_url: "" },
       whatsapp: { base_url: "" },
+      google: { base_url: "" },
       mcp_google_sheets: { url: "", bearer_token: "" },
       mail: { smtp_host: "", smtp_port: 0, http_url: "", username: "", password: "" },
       orgs: await mintDemoKeys(dbUrl),
@@ -376,6 +384,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     TELEGRAM_STATE_FILE: `${options.stateDir}/telegram-stand-in.json`,
   });
   const whatsapp = await startStandIn("whatsapp", options, log);
+  const google = await startStandIn("google", options, log);
   const mail = await startMail(options, info.mail, log);
   const mcpToken = `mcp-${randomSecret(16)}`;
   const mcpSheets = await startStandIn("mcp-google-sheets", options, log, {
@@ -390,6 +399,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     gemini: gemini.info,
     telegram: { base_url: telegram.baseUrl },
     whatsapp: { base_url: whatsapp.baseUrl },
+    google: { base_url: google.baseUrl },
     mcp_google_sheets: { url: `${mcpSheets.baseUrl}/mcp`, bearer_token: mcpToken },
     mail: mail.info,
     // A state folder from before sealed secrets has none: made once, then kept (a new key
@@ -409,6 +419,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     ...gemini.env,
     TELEGRAM_API_BASE_URL: telegram.baseUrl,
     WHATSAPP_API_BASE_URL: whatsapp.baseUrl,
+    GOOGLE_API_BASE_URL: google.baseUrl,
+    GOOGLE_OAUTH_TOKEN_URL: `${google.baseUrl}/token`,
   };
 
   const gateway = supervise(
@@ -431,6 +443,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await gemini.stop();
     await telegram.stop();
     await whatsapp.stop();
+    await google.stop();
     await mail.stop();
     await mcpSheets.stop();
     await stopCluster(dataDir);
@@ -464,6 +477,12 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     log(`demo integrations could not be connected: ${(error as Error).message}`);
   }
   try {
+    await connectDemoCalendars(dbUrl, info.secrets_key, google.baseUrl);
+    log("demo Google Calendar: connected to the Google stand-in");
+  } catch (error) {
+    log(`demo Google Calendar could not be connected: ${(error as Error).message}`);
+  }
+  try {
     await connectDemoMcpProviders(apiUrl, info.orgs, info.mcp_google_sheets);
     log("demo MCP provider: google_sheets connected to the local demo MCP server");
   } catch (error) {
@@ -480,7 +499,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       // All at once: Ctrl-C in a terminal signals the children too, and a supervisor that
       // is not yet stopping would start its child again.
       await Promise.all(
-        [gateway, ...workers, gemini, telegram, whatsapp, mail, mcpSheets].map((child) =>
+        [gateway, ...workers, gemini, telegram, whatsapp, google, mail, mcpSheets].map((child) =>
           child.stop()
         ),
       );

@@ -8,6 +8,7 @@ import { actions as agents } from "./agents/app.ts";
 import { actions as apiKeys } from "./api-keys/app.ts";
 import { actions as auth } from "./auth/app.ts";
 import { passwordGrant, refreshGrant, tokenResponse } from "./auth/schemas.ts";
+import { actions as calendar } from "./calendar/app.ts";
 import { actions as cases } from "./cases/app.ts";
 import { actions as contacts } from "./contacts/app.ts";
 import { actions as documents } from "./documents/app.ts";
@@ -39,6 +40,7 @@ export const GROUPS: Group[] = [
   { group: "credits", actions: credits },
   { group: "agents", actions: agents },
   { group: "documents", actions: documents },
+  { group: "calendar", actions: calendar },
   { group: "invoices", actions: invoices },
   { group: "integrations", actions: integrations },
   { group: "messages", actions: messages },

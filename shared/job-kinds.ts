@@ -3,6 +3,11 @@
  * (handler, retry policy, share of a worker's slots): adding a kind is one line here.
  */
 import { AGENT_INVOCATION_JOB } from "./agents/steps.ts";
+import {
+  CALENDAR_EVENT_CREATION_JOB,
+  CALENDAR_REMINDER_JOB,
+  CALENDAR_SYNC_JOB,
+} from "./calendar/jobs.ts";
 import { DOCUMENT_EXTRACTION_JOB } from "./documents/steps.ts";
 import { MCP_TOOL_JOB } from "./mcp/steps.ts";
 import { MESSAGE_SEND_JOB } from "./messages/steps.ts";
@@ -15,6 +20,9 @@ export const JOB_KINDS: readonly JobKind[] = [
   WEBHOOK_JOB,
   AGENT_INVOCATION_JOB,
   DOCUMENT_EXTRACTION_JOB,
+  CALENDAR_REMINDER_JOB,
+  CALENDAR_SYNC_JOB,
+  CALENDAR_EVENT_CREATION_JOB,
   MCP_TOOL_JOB,
   MESSAGE_SEND_JOB,
 ];

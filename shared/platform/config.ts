@@ -107,6 +107,18 @@ export const config = {
     return (Deno.env.get("WHATSAPP_API_BASE_URL") || "https://graph.facebook.com")
       .replace(/\/+$/, "");
   },
+  /**
+   * Where Google's APIs are reached (shared/calendar/google.ts, the client's rootUrl):
+   * Google's own unless set; the local stand-in's (local/stand-ins/google.ts) locally.
+   */
+  get googleApiBaseUrl(): string {
+    return (Deno.env.get("GOOGLE_API_BASE_URL") || "https://www.googleapis.com")
+      .replace(/\/+$/, "");
+  },
+  /** Google's OAuth token endpoint (the refresh-token grant); the stand-in's locally. */
+  get googleOAuthTokenUrl(): string {
+    return Deno.env.get("GOOGLE_OAUTH_TOKEN_URL") || "https://oauth2.googleapis.com/token";
+  },
 };
 
 /** A JSON dictionary of named keys (`{"default":"sb_secret_…"}`); {} when unset or invalid. */

@@ -19,6 +19,7 @@ export const SCOPE_GROUPS = [
   "agents",
   "forms",
   "documents",
+  "calendar",
   "invoices",
   "integrations",
   "messages",

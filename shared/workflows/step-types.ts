@@ -3,6 +3,7 @@
  * group's steps is one line here.
  */
 import { AGENT_STEP_TYPES } from "../agents/steps.ts";
+import { CALENDAR_STEP_TYPES } from "../calendar/steps.ts";
 import { CONTACT_STEP_TYPES } from "../contacts/steps.ts";
 import { DOCUMENT_STEP_TYPES } from "../documents/steps.ts";
 import { INVOICE_STEP_TYPES } from "../invoices/steps.ts";
@@ -16,6 +17,7 @@ export const STEP_TYPES: Record<string, StepType> = {
   ...CONTACT_STEP_TYPES,
   ...DOCUMENT_STEP_TYPES,
   ...AGENT_STEP_TYPES,
+  ...CALENDAR_STEP_TYPES,
   ...INVOICE_STEP_TYPES,
   ...MCP_STEP_TYPES,
   ...MESSAGE_STEP_TYPES,

@@ -1,0 +1,3 @@
+import app from "../../../shared/calendar/app.ts";
+
+Deno.serve(app.fetch);
