@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { integration, integrationList } from "../shared/integrations/schemas.ts";
+import { EMAIL_SIGNATURE_HEADER, signInboundEmail } from "../shared/messages/channels/email.ts";
 import {
   connect,
   emailCredentials,
@@ -129,6 +130,60 @@ test("connect Telegram: the webhook is set with the receiver and its secret; upd
   const [{ contacts }] = await db`select count(distinct contact_id)::int as contacts
     from public.messages where org_id = ${org.orgId}`;
   assert.equal(contacts, 1);
+});
+
+test("connect email: the inbound signing secret is answered once; signed inbound email is stored and matched", async () => {
+  const org = await createTestOrg();
+  const key = await org.key();
+  const data = await connect(key, "email", emailCredentials());
+  const secret = data.inbound_signing_secret as string;
+  assert.match(secret, /^[0-9a-f]{64}$/);
+  const got = await call(key, "get", { integration_id: data.id });
+  assert.equal(got.body.data.inbound_signing_secret, undefined, "shown once");
+  const listed = await call(key, "list", {});
+  assert.ok(!JSON.stringify(listed.body).includes(secret));
+
+  const contact = await api("contacts/create", {
+    action: "create",
+    data: { name: "María", email: "Maria@Example.com" },
+  }, { key });
+  const url = data.inbound_url.replace(/^.*\/functions\/v1/, `${stack.api_url}/functions/v1`);
+  const deliver = (body: string, signature: string) =>
+    fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", [EMAIL_SIGNATURE_HEADER]: signature },
+      body,
+    });
+  const body = JSON.stringify({
+    from: "María <maria@example.com>",
+    to: data.public.from,
+    subject: "Invoice question",
+    text: "Could you resend it?",
+    message_id: `<${crypto.randomUUID()}@example.com>`,
+    date: new Date().toISOString(),
+  });
+  const forged = await deliver(body, signInboundEmail("not-the-secret", body));
+  assert.equal(forged.status, 401);
+  await forged.body?.cancel();
+  const [{ none }] = await db`select count(*)::int as none from public.messages
+    where org_id = ${org.orgId}`;
+  assert.equal(none, 0, "a bad signature stores nothing");
+  const signed = await deliver(body, signInboundEmail(secret, body));
+  assert.equal(signed.status, 200, await signed.text());
+  const [row] = await db`select contact_id, subject, "from" from public.messages
+    where org_id = ${org.orgId}`;
+  assert.equal(row.contact_id, contact.body.data.id, "matched by address, case-insensitively");
+  assert.equal(row.subject, "Invoice question");
+
+  // A secret the user gives is a credential: never answered.
+  const other = await createTestOrg();
+  const given = "x".repeat(40);
+  const own = await connect(await other.key(), "email", {
+    ...emailCredentials(),
+    inbound_secret: given,
+  });
+  assert.equal(own.inbound_signing_secret, undefined);
+  assert.ok(!JSON.stringify(own).includes(given));
 });
 
 test("connect Telegram: the provider refusing setWebhook leaves it broken with its code (502); update fixes it", async () => {

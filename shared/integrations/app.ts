@@ -52,6 +52,8 @@ export const actions = [
       "provider set up (Telegram's webhook); a provider refusal leaves it broken (502)",
     scope: "admin",
     mutates: true,
+    // Email's answer holds the inbound signing secret, shown once: never stored for replay.
+    replayable: false,
     input: connectInput,
     output: integration,
     handler: ({ tx, data, principal }) => startConnect(tx, data, sandbox(principal.environment)),
@@ -63,6 +65,7 @@ export const actions = [
     summary: "Replace an integration's credentials (re-sealed; the provider set up again)",
     scope: "admin",
     mutates: true,
+    replayable: false,
     input: updateInput,
     output: integration,
     handler: ({ tx, data, principal }) => startUpdate(tx, data, sandbox(principal.environment)),

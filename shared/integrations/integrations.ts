@@ -100,6 +100,21 @@ function parseCredentials(channel: AnyChannel, credentials: unknown): unknown {
 // connect and update: store, set up at the provider, record
 // ---------------------------------------------------------------------------------------
 
+/**
+ * The receiver secret a channel's user must configure at their side, answered once by
+ * connect/update: inbound email's relay signs with it, when BiVelio made it (one the user
+ * gave as `inbound_secret` is a credential: never answered). WhatsApp's secrets are the
+ * user's own; Telegram's is given to Telegram by setWebhook.
+ */
+function shownOnce(prepared: PreparedSetup): { inbound_signing_secret?: string } {
+  const secrets = prepared.receiver?.secrets as { signing_secret?: unknown } | undefined;
+  const secret = secrets?.signing_secret;
+  const given = Object.values(prepared.credentials as Record<string, unknown>);
+  return prepared.channel === "email" && typeof secret === "string" && !given.includes(secret)
+    ? { inbound_signing_secret: secret }
+    : {};
+}
+
 /** What the first phase of connect/update hands the setup call. */
 export interface PreparedSetup {
   integrationId: string;
@@ -220,7 +235,8 @@ export async function finishSetup(
   outcome: { ok: true } | { ok: false; error: unknown },
 ): Promise<z.input<typeof integration> | FailedAfterRecord> {
   if (outcome.ok) {
-    return integrationToApi(await recordProviderOutcome(tx, prepared.integrationId, outcome));
+    const row = await recordProviderOutcome(tx, prepared.integrationId, outcome);
+    return { ...integrationToApi(row), ...shownOnce(prepared) };
   }
   const error = apiErrorOfCall(outcome.error);
   await recordProviderOutcome(tx, prepared.integrationId, { ok: false, error });

@@ -44,6 +44,13 @@ export const integration = z.strictObject({
    * disconnected.
    */
   inbound_url: z.string().nullable(),
+  /**
+   * Email only, in the answers of `connect` and `update` only (never stored for a replay):
+   * the secret your inbound-email relay signs each delivery with
+   * (`X-BiVelio-Email-Signature: sha256=<hex HMAC-SHA256 of the body>`). Keep it now; a
+   * new one comes with every `update`.
+   */
+  inbound_signing_secret: z.string().optional(),
   /** Why the last setup or test failed (the provider's code and message). */
   error: z.record(z.string(), z.unknown()).nullable(),
   created_at: timestamp,

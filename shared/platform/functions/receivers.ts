@@ -3,7 +3,7 @@
  * provider's signature over the raw body authenticates, the receiver id names the
  * organization). See shared/platform/receiver.ts.
  */
-import { CHANNEL_RECEIVER_KINDS } from "../../messages/channels.ts";
+import { channelReceiverKinds } from "../../messages/channels.ts";
 import { createReceiverApp, type ReceiverKind } from "../receiver.ts";
 
 /**
@@ -11,6 +11,6 @@ import { createReceiverApp, type ReceiverKind } from "../receiver.ts";
  * verification and X-Hub-Signature-256, Telegram's X-Telegram-Bot-Api-Secret-Token, inbound
  * email's signed relay), from the channels registry.
  */
-export const RECEIVER_KINDS: ReceiverKind[] = [...CHANNEL_RECEIVER_KINDS];
+export const RECEIVER_KINDS: ReceiverKind[] = channelReceiverKinds();
 
 export default createReceiverApp(RECEIVER_KINDS);
