@@ -415,6 +415,13 @@ export function storedErrorOf(error: ApiError) {
 export function apiErrorOfCall(error: unknown): ApiError {
   if (error instanceof ChannelError) return error.toApiError();
   if (error instanceof ApiError) return error;
+  // A bug, not the provider's answer: logged by name only (its message may quote a request
+  // that carried a credential).
+  console.error(JSON.stringify({
+    level: "error",
+    where: "provider call",
+    error: error instanceof Error ? error.name : typeof error,
+  }));
   return new ApiError(
     "INTEGRATION_ERROR",
     "The provider's call failed unexpectedly; nothing was retried.",
