@@ -250,6 +250,15 @@ test("messages/send: 'to' is validated per channel, and nothing is stored", asyn
     assert.equal(response.body.error.details.field, "to", `${channel} ${to}`);
     assert.equal(response.body.error.details.constraint, constraint);
   }
+  // A contact of another organization (the demo's ct_abc123) is not one this caller has.
+  const foreign = await send(key, {
+    channel: "whatsapp",
+    to: "+34 612 345 678",
+    message: { type: "text", body: "Hi" },
+    metadata: { contact_id: "ct_abc123" },
+  });
+  expectError(foreign, 400, "VALIDATION_ERROR");
+  assert.equal(foreign.body.error.details.field, "metadata.contact_id");
   const [{ count }] =
     await db`select count(*)::int from public.messages where org_id = ${org.orgId}`;
   assert.equal(count, 0);
