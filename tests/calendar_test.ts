@@ -871,3 +871,44 @@ test("calendar: a reminder that comes due after its event started is skipped, no
   `;
   assert.equal(count, 0);
 });
+
+test("calendar/sync: an event whose create stopped before Google answered is made there once", async () => {
+  const { org, key, refreshToken, email } = await orgWithGoogle();
+  // Two creates that died between their phases: one before Google's insert, one after it.
+  const rows = await db`
+    insert into public.calendar_events
+      (org_id, environment, title, start_at, end_at, google_sync, created_at, attendees)
+    values
+      (${org.orgId}, 'live', 'Never reached Google', '2026-08-01T10:00:00Z',
+       '2026-08-01T11:00:00Z', 'pending', now() - interval '5 minutes', '[]'),
+      (${org.orgId}, 'live', 'Reached Google', '2026-08-02T10:00:00Z',
+       '2026-08-02T11:00:00Z', 'pending', now() - interval '5 minutes', '[]')
+    returning id, title
+  `;
+  const reached = rows.find((r) => r.title === "Reached Google")!;
+  const derived = (id: string) =>
+    Array.from(new TextEncoder().encode(id), (b) => b.toString(16).padStart(2, "0")).join("");
+  await standIn("events", {
+    refresh_token: refreshToken,
+    event: {
+      id: derived(reached.id),
+      summary: "Reached Google",
+      start: { dateTime: "2026-08-02T10:00:00Z" },
+      end: { dateTime: "2026-08-02T11:00:00Z" },
+    },
+  });
+
+  const synced = await call(key, "sync", {});
+  assert.equal(synced.status, 200, JSON.stringify(synced.body));
+  assert.equal(synced.body.data.recovered, 2);
+  for (const row of rows) {
+    const got = await call(key, "get", { id: row.id });
+    assert.equal(got.body.data.google_event_id, derived(row.id));
+    assert.equal(got.body.data.source, "bivelio");
+  }
+  // One event each in Google: the one already there was patched, not made twice.
+  const inserts = (await apiCalls(email)).filter((r) => r.method === "POST");
+  assert.deepEqual(inserts.map((r) => r.status).sort(), [200, 409]);
+  const listed = await call(key, "list", { include_cancelled: true }, "events");
+  assert.equal(listed.body.data.events.length, 2);
+});

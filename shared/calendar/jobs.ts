@@ -31,6 +31,7 @@ import {
   callSync,
   prepareCreate,
   type PreparedCreate,
+  prepareSync,
   recordCreate,
   recordSync,
 } from "./operations.ts";
@@ -136,19 +137,19 @@ export const CALENDAR_REMINDER_JOB = defineJobKind({
 });
 
 async function syncCalendar(ctx: JobContext) {
-  const connection = await ctx.withTenant(async (tx) => {
+  const prepared = await ctx.withTenant(async (tx) => {
     if (!(await held(ctx, tx))) return null;
     const row = await findConnection(tx);
     if (!row || row.id !== ctx.job.ref || row.status !== "connected") {
       await ctx.finish(tx);
       return null;
     }
-    return await openConnection(row, ctx.job.environment, "calendar");
+    return await prepareSync(tx, ctx.job.environment, row);
   });
-  if (!connection) return;
-  const call = await callSync(connection);
+  if (!prepared) return;
+  const call = await callSync(prepared);
   await ctx.withTenant(async (tx) => {
-    const recorded = await recordSync(tx, connection, call);
+    const recorded = await recordSync(tx, prepared, call);
     const ended = recorded.ok
       ? await ctx.finish(tx, recorded.value)
       : await ctx.fail(tx, jobErrorOf(recorded.error));

@@ -21,6 +21,7 @@ import type { ApiError } from "../platform/errors.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import {
   callGoogle,
+  type ConnectionRow,
   findConnection,
   type GoogleCall,
   type OpenConnection,
@@ -290,27 +291,80 @@ export function pullChanges(syncToken: string | null) {
 }
 
 export interface SyncResult extends AppliedChanges {
+  recovered: number;
   full_sync: boolean;
   last_synced_at: string;
 }
 
-export async function prepareSync(tx: Tx, environment: Environment) {
-  return await openConnection(await findConnection(tx), environment, "calendar");
+export interface PreparedSync {
+  connection: OpenConnection;
+  /**
+   * Events whose create stopped between its phases (the process died during Google's
+   * insert): inserted again under the same derived id (a 409 becomes a patch).
+   */
+  pending: EventRow[];
 }
 
-export const callSync = (connection: OpenConnection, signal?: AbortSignal) =>
-  callGoogle(connection, pullChanges(connection.syncToken), signal);
+/** How long a create's call may take before its pending event counts as abandoned. */
+const PENDING_AFTER = "2 minutes";
+
+export async function prepareSync(
+  tx: Tx,
+  environment: Environment,
+  connectionRow?: ConnectionRow,
+): Promise<PreparedSync> {
+  const connection = await openConnection(
+    connectionRow ?? await findConnection(tx),
+    environment,
+    "calendar",
+  );
+  const pending = await tx<EventRow[]>`
+    select * from public.calendar_events
+    where google_sync = 'pending' and status = 'confirmed'
+      and created_at < now() - ${PENDING_AFTER}::interval
+    order by created_at limit 50
+  `;
+  return { connection, pending };
+}
+
+export interface SyncCall extends PulledChanges {
+  /** The pending events now in Google (those Google refused stay pending). */
+  recovered: { row: EventRow; event: GoogleEvent }[];
+}
+
+export const callSync = ({ connection, pending }: PreparedSync, signal?: AbortSignal) =>
+  callGoogle(connection, async (session, calendarId): Promise<SyncCall> => {
+    const recovered: SyncCall["recovered"] = [];
+    for (const row of pending) {
+      try {
+        recovered.push({ row, event: await insertInGoogle(row)(session, calendarId) });
+      } catch (error) {
+        if (!(error instanceof GoogleCalendarError) || error.revoked) throw error;
+      }
+    }
+    return { ...(await pullChanges(connection.syncToken)(session, calendarId)), recovered };
+  }, signal);
 
 export async function recordSync(
   tx: Tx,
-  connection: OpenConnection,
-  call: GoogleCall<PulledChanges>,
+  { connection }: PreparedSync,
+  call: GoogleCall<SyncCall>,
 ): Promise<Recorded<SyncResult>> {
   // One sync records at a time per connection.
   await tx`select 1 from public.calendar_connections where id = ${connection.id} for update`;
   const failure = await recordGoogleCall(tx, connection, call);
   if (failure || !call.outcome.ok) return { ok: false, error: failure! };
   const pulled = call.outcome.value;
+  for (const { row, event } of pulled.recovered) {
+    const written = await writeEvent(tx, {
+      ...(await findEvent(tx, row.id, { lock: true })),
+      google_event_id: event.id!,
+      google_sync: "synced",
+      attendees: event.attendees ? attendeesFromGoogle(event) : row.attendees,
+      attendees_notified: row.attendees.length > 0,
+    });
+    await scheduleReminders(tx, written);
+  }
   const applied = await applyGoogleEvents(tx, connection.calendarId, pulled.items);
   const [{ last_synced_at }] = await tx<{ last_synced_at: Date }[]>`
     update public.calendar_connections
@@ -320,6 +374,11 @@ export async function recordSync(
   `;
   return {
     ok: true,
-    value: { ...applied, full_sync: pulled.full, last_synced_at: isoTimestamp(last_synced_at) },
+    value: {
+      ...applied,
+      recovered: pulled.recovered.length,
+      full_sync: pulled.full,
+      last_synced_at: isoTimestamp(last_synced_at),
+    },
   };
 }

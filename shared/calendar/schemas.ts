@@ -157,6 +157,8 @@ export const syncResult = z.strictObject({
   created: z.int(),
   updated: z.int(),
   cancelled: z.int(),
+  /** Events whose create had stopped before Google's answer, now made there. */
+  recovered: z.int(),
   /** Google asked for (or there was no earlier) full listing instead of changes. */
   full_sync: z.boolean(),
   last_synced_at: timestamp,
