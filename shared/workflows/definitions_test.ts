@@ -101,6 +101,13 @@ Deno.test("checkScopes: contact steps need contacts:write, contact triggers cont
     "trigger_events.1",
   );
   checkScopes(principal("workflows:write", "contacts:read"), events);
-  // Events of groups without scopes of their own need none beyond the workflow's.
-  checkScopes(principal("workflows:write"), { trigger_events: ["message.received"] });
+  // message.* is read with messages:read, as the messages themselves are.
+  const inbound = { trigger_events: ["message.received"] };
+  assert.equal(
+    (refusal(() => checkScopes(principal("workflows:write"), inbound)).details as {
+      required_scope: string;
+    }).required_scope,
+    "messages:read",
+  );
+  checkScopes(principal("workflows:write", "messages:read"), inbound);
 });

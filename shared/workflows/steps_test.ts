@@ -69,11 +69,13 @@ Deno.test("the registry: every type says how its effect is made safe; contact st
       update_contact: "transactional",
       invoke_agent: "none",
       extract_document: "none",
+      send_message: "none",
       create_invoice: "transactional",
       mcp_tool: "none",
     },
   );
   assert.deepEqual(STEP_TYPES.extract_document.scope, { group: "documents", level: "write" });
+  assert.deepEqual(STEP_TYPES.send_message.scope, { group: "messages", level: "write" });
   assert.deepEqual(STEP_TYPES.mcp_tool.scope, { group: "mcp", level: "write" });
   assert.deepEqual(STEP_TYPES.create_invoice.scope, { group: "invoices", level: "write" });
   for (const name of ["create_contact", "update_contact"]) {
