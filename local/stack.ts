@@ -384,7 +384,9 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     TELEGRAM_STATE_FILE: `${options.stateDir}/telegram-stand-in.json`,
   });
   const whatsapp = await startStandIn("whatsapp", options, log);
-  const google = await startStandIn("google", options, log);
+  const google = await startStandIn("google", options, log, {
+    GOOGLE_STATE_FILE: `${options.stateDir}/google-stand-in.json`,
+  });
   const mail = await startMail(options, info.mail, log);
   const mcpToken = `mcp-${randomSecret(16)}`;
   const mcpSheets = await startStandIn("mcp-google-sheets", options, log, {

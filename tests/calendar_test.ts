@@ -8,6 +8,7 @@
  * without Google, the workflow step, the sandbox, isolation and the negative cases.
  */
 import assert from "node:assert/strict";
+import { createGoogleStandIn } from "../local/stand-ins/google.ts";
 import { connect, emailCredentials } from "./helpers/messaging.ts";
 import { expectError, negativeCases } from "./helpers/negative-cases.ts";
 import { api, createTestOrg, db, stack, test } from "./helpers/stack.ts";
@@ -911,4 +912,58 @@ test("calendar/sync: an event whose create stopped before Google answered is mad
   assert.deepEqual(inserts.map((r) => r.status).sort(), [200, 409]);
   const listed = await call(key, "list", { include_cancelled: true }, "events");
   assert.equal(listed.body.data.events.length, 2);
+});
+
+test("Google stand-in: with a state file, accounts, events and sync tokens outlive a restart", async () => {
+  const stateFile = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.remove(stateFile);
+  const send = (handler: (r: Request) => Promise<Response>, path: string, body?: unknown) =>
+    handler(
+      new Request(`http://standin${path}`, {
+        method: body === undefined ? "GET" : "POST",
+        headers: { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+    ).then((r) => r.json());
+  const first = createGoogleStandIn({ stateFile });
+  await send(first, "/_standin/accounts", { refresh_token: "rt", email: "a@x.example" });
+  const made = await send(first, "/_standin/events", {
+    refresh_token: "rt",
+    event: {
+      summary: "Kept",
+      start: { dateTime: "2026-01-01T10:00:00Z" },
+      end: { dateTime: "2026-01-01T11:00:00Z" },
+    },
+  });
+  const token = await first(
+    new Request("http://standin/token", {
+      method: "POST",
+      body: new URLSearchParams({
+        grant_type: "refresh_token",
+        refresh_token: "rt",
+        client_id: "c",
+      }),
+    }),
+  ).then((r) => r.json());
+  const auth = { authorization: `Bearer ${token.access_token}` };
+  const listed = await first(
+    new Request("http://standin/calendar/v3/calendars/primary/events", { headers: auth }),
+  ).then((r) => r.json());
+
+  const second = createGoogleStandIn({ stateFile });
+  const again = await second(
+    new Request(
+      `http://standin/calendar/v3/calendars/primary/events?syncToken=${listed.nextSyncToken}`,
+      { headers: auth },
+    ),
+  );
+  assert.equal(again.status, 200, "the access token and the sync token are still good");
+  assert.deepEqual((await again.json()).items, []);
+  const got = await second(
+    new Request(`http://standin/calendar/v3/calendars/primary/events/${made.id}`, {
+      headers: auth,
+    }),
+  ).then((r) => r.json());
+  assert.equal(got.summary, "Kept");
+  await Deno.remove(stateFile);
 });

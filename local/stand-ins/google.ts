@@ -25,7 +25,9 @@
  * - `GET /_standin/requests?account=<email>`: what was received (method, path, query, body,
  *   account, token grants), never a token; `POST /_standin/reset` forgets the requests.
  *
- * Run by local/stack.ts (env: PORT); tests may also start one with {@link createGoogleStandIn}.
+ * Run by local/stack.ts (env: PORT, and GOOGLE_STATE_FILE where it keeps its accounts, tokens
+ * and events across restarts, so a durable `deno task start` finds its Google events again);
+ * tests may also start one with {@link createGoogleStandIn}.
  */
 
 interface StoredEvent {
@@ -85,13 +87,54 @@ function instant(boundary: any): number {
   return NaN;
 }
 
-export function createGoogleStandIn() {
-  const accounts = new Map<string, Account>();
-  const byAccessToken = new Map<string, Account>();
+/** What GOOGLE_STATE_FILE holds: the accounts with their tokens and calendars. */
+interface SavedState {
+  instance: string;
+  seq: number;
+  accounts: (Omit<Account, "accessTokens" | "calendars"> & {
+    accessTokens: [string, number][];
+    calendars: [string, [string, StoredEvent][]][];
+  })[];
+}
+
+function readState(path: string): SavedState | null {
+  try {
+    return JSON.parse(Deno.readTextFileSync(path));
+  } catch {
+    return null;
+  }
+}
+
+export function createGoogleStandIn(options: { stateFile?: string } = {}) {
+  const saved = options.stateFile ? readState(options.stateFile) : null;
+  const accounts = new Map<string, Account>(
+    (saved?.accounts ?? []).map((a) => [a.refreshToken, {
+      ...a,
+      accessTokens: new Map(a.accessTokens),
+      calendars: new Map(a.calendars.map(([id, events]) => [id, new Map(events)])),
+    }]),
+  );
+  const byAccessToken = new Map<string, Account>(
+    [...accounts.values()].flatMap((a) => [...a.accessTokens.keys()].map((t) => [t, a])),
+  );
   const requests: RecordedGoogleRequest[] = [];
-  let seq = 0;
-  // In every sync token, so one from before a restart is refused (410), as an expired one.
-  const instance = crypto.randomUUID().slice(0, 8);
+  let seq = saved?.seq ?? 0;
+  // In every sync token, so one from another (unsaved) run is refused (410), as an expired one.
+  const instance = saved?.instance ?? crypto.randomUUID().slice(0, 8);
+  /** Writes the state after a change (small: a local stack's few accounts and events). */
+  const save = () => {
+    if (!options.stateFile) return;
+    const state: SavedState = {
+      instance,
+      seq,
+      accounts: [...accounts.values()].map((a) => ({
+        ...a,
+        accessTokens: [...a.accessTokens],
+        calendars: [...a.calendars].map(([id, events]) => [id, [...events]]),
+      })),
+    };
+    Deno.writeTextFileSync(options.stateFile, JSON.stringify(state));
+  };
 
   const accountOf = (refreshToken: string, email?: string, ttl?: number) => {
     let account = accounts.get(refreshToken);
@@ -397,15 +440,23 @@ export function createGoogleStandIn() {
 
   return async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
-    if (url.pathname.startsWith("/_standin/")) return await control(request, url);
-    if (url.pathname === "/token" && request.method === "POST") return await token(request, url);
-    return await calendarApi(request, url);
+    const response = url.pathname.startsWith("/_standin/")
+      ? await control(request, url)
+      : url.pathname === "/token" && request.method === "POST"
+      ? await token(request, url)
+      : await calendarApi(request, url);
+    if (request.method !== "GET") save();
+    return response;
   };
 }
 
 if (import.meta.main) {
   const port = Number(Deno.env.get("PORT"));
   if (!port) throw new Error("PORT must be set");
-  Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, createGoogleStandIn());
+  const stateFile = Deno.env.get("GOOGLE_STATE_FILE") || undefined;
+  Deno.serve(
+    { hostname: "127.0.0.1", port, onListen: () => {} },
+    createGoogleStandIn({ stateFile }),
+  );
   console.log(`Google stand-in listening on http://127.0.0.1:${port}`);
 }
