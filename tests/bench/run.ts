@@ -18,6 +18,7 @@ import { type RunningStack, startStack } from "../../local/stack.ts";
 import { stopCluster } from "../../local/postgres.ts";
 import { agentsSection } from "./agents.ts";
 import { contactsSection } from "./contacts.ts";
+import { messagesSection } from "./messages.ts";
 import { invoicesSection } from "./invoices.ts";
 import { mcpSection } from "./mcp.ts";
 import { type BenchContext, type BenchSection, type BenchSettings, freePort } from "./context.ts";
@@ -32,6 +33,7 @@ const SECTIONS: BenchSection[] = [
   jobKindsSection,
   webhooksSection,
   agentsSection,
+  messagesSection,
   mcpSection,
   invoicesSection,
 ];
