@@ -71,6 +71,7 @@ Deno.test("the registry: every type says how its effect is made safe; contact st
       extract_document: "none",
       send_message: "none",
       create_invoice: "transactional",
+      create_event: "none",
       mcp_tool: "none",
     },
   );
@@ -78,6 +79,7 @@ Deno.test("the registry: every type says how its effect is made safe; contact st
   assert.deepEqual(STEP_TYPES.send_message.scope, { group: "messages", level: "write" });
   assert.deepEqual(STEP_TYPES.mcp_tool.scope, { group: "mcp", level: "write" });
   assert.deepEqual(STEP_TYPES.create_invoice.scope, { group: "invoices", level: "write" });
+  assert.deepEqual(STEP_TYPES.create_event.scope, { group: "calendar", level: "write" });
   for (const name of ["create_contact", "update_contact"]) {
     assert.deepEqual(STEP_TYPES[name].scope, { group: "contacts", level: "write" });
   }
