@@ -8,16 +8,10 @@
  */
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import type { BenchContext, BenchSection } from "./context.ts";
-import { ms, table } from "./measure.ts";
+import { ms, percentile, table, timeSequential } from "./measure.ts";
 
 const CALLS = Number(Deno.env.get("BENCH_AGENT_CALLS") ?? 300);
 const STREAMS = Number(Deno.env.get("BENCH_AGENT_STREAMS") ?? 100);
-
-/** Nearest-rank percentile of unsorted values. */
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
-};
 
 const OUTPUT_SCHEMA = {
   type: "object",
@@ -58,18 +52,6 @@ async function setUp(ctx: BenchContext) {
   const body = await created.json();
   if (created.status !== 200) throw new Error(`agents/create: ${JSON.stringify(body)}`);
   return { key, agentId: body.data.id as string };
-}
-
-/** Milliseconds of `calls` sequential runs of `once` (after a few unmeasured ones). */
-async function timeSequential(calls: number, once: () => Promise<void>) {
-  for (let i = 0; i < 10; i++) await once();
-  const times: number[] = [];
-  for (let i = 0; i < calls; i++) {
-    const started = performance.now();
-    await once();
-    times.push(performance.now() - started);
-  }
-  return times;
 }
 
 export const agentsSection: BenchSection = {

@@ -9,14 +9,9 @@
  */
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import type { BenchContext, BenchSection } from "./context.ts";
-import { ms, table } from "./measure.ts";
+import { ms, percentile, table } from "./measure.ts";
 
 const CONCURRENCIES = [1, 4, 16];
-
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-};
 
 const LINES = [
   { description: "Technical consulting - 20 hours", quantity: 20, unit_price: 150, tax_rate: 21 },

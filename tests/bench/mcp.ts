@@ -13,14 +13,9 @@
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import type { BenchContext, BenchSection } from "./context.ts";
-import { ms, table } from "./measure.ts";
+import { ms, percentile, table, timeSequential } from "./measure.ts";
 
 const CALLS = Number(Deno.env.get("BENCH_MCP_CALLS") ?? 300);
-
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
-};
 
 const PARAMETERS = {
   spreadsheet_id: "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgVE2upms",
@@ -76,17 +71,6 @@ async function directClient(ctx: BenchContext) {
 async function callReadRange(client: Client) {
   const answer = await client.callTool({ name: "read_range", arguments: PARAMETERS });
   if (answer.isError) throw new Error(`read_range failed: ${JSON.stringify(answer.content)}`);
-}
-
-async function timeSequential(calls: number, once: () => Promise<void>) {
-  for (let i = 0; i < 10; i++) await once();
-  const times: number[] = [];
-  for (let i = 0; i < calls; i++) {
-    const started = performance.now();
-    await once();
-    times.push(performance.now() - started);
-  }
-  return times;
 }
 
 export const mcpSection: BenchSection = {

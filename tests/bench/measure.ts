@@ -77,3 +77,21 @@ export function table(rows: string[][]) {
     ).join("   ").trimEnd();
   return rows.map((row) => `  ${line(row)}`).join("\n");
 }
+
+/** Nearest-rank percentile (`p` from 0 to 100) of unsorted values; NaN for none. */
+export function percentile(values: number[], p: number) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+/** Milliseconds of `calls` sequential runs of `once`, after 10 unmeasured ones. */
+export async function timeSequential(calls: number, once: () => Promise<unknown>) {
+  for (let i = 0; i < 10; i++) await once();
+  const times: number[] = [];
+  for (let i = 0; i < calls; i++) {
+    const started = performance.now();
+    await once();
+    times.push(performance.now() - started);
+  }
+  return times;
+}

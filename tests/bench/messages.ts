@@ -7,16 +7,11 @@
 import { createHmac } from "node:crypto";
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import type { BenchContext, BenchSection } from "./context.ts";
-import { ms, table } from "./measure.ts";
+import { ms, percentile, table, timeSequential } from "./measure.ts";
 
 const SENDS = Number(Deno.env.get("BENCH_MESSAGE_SENDS") ?? 200);
 const INBOUND = Number(Deno.env.get("BENCH_INBOUND_UPDATES") ?? 1000);
 const PACED = Number(Deno.env.get("BENCH_INBOUND_PACED") ?? 200);
-
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
-};
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
   const response = await fetch(url, {
@@ -121,21 +116,11 @@ export const messagesSection: BenchSection = {
         type: "text",
         text: { preview_url: false, body: "Your order has been processed." },
       }, { authorization: `Bearer ${number.access_token}` });
-    const timed = async (calls: number, once: () => Promise<unknown>) => {
-      for (let i = 0; i < 10; i++) await once();
-      const times: number[] = [];
-      for (let i = 0; i < calls; i++) {
-        const started = performance.now();
-        await once();
-        times.push(performance.now() - started);
-      }
-      return times;
-    };
     const ours: number[] = [];
     const baseline: number[] = [];
     for (let round = 0; round < 2; round++) {
-      baseline.push(...await timed(SENDS / 2, direct));
-      ours.push(...await timed(SENDS / 2, send));
+      baseline.push(...await timeSequential(SENDS / 2, direct));
+      ours.push(...await timeSequential(SENDS / 2, send));
     }
 
     // 2. webhook receiver for message.received, then inbound burst and paced runs.

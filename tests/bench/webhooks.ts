@@ -21,7 +21,7 @@
 import postgres from "postgres";
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import { type BenchContext, type BenchSection, freePort, startDenoServer } from "./context.ts";
-import { ms, table } from "./measure.ts";
+import { ms, percentile, table } from "./measure.ts";
 
 const EVENTS = 10_000;
 const WEBHOOKS = 10;
@@ -47,10 +47,6 @@ interface RunResult {
   max: number;
   lost: number;
   duplicated: number;
-}
-
-function percentile(sorted: number[], p: number) {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
 }
 
 async function setUp(ctx: BenchContext, receiverPorts: number[]) {
@@ -169,8 +165,8 @@ export const webhooksSection: BenchSection = {
         seconds,
         insertSeconds,
         deliveriesPerSecond: first.size / seconds,
-        p50: percentile(latencies, 0.5),
-        p99: percentile(latencies, 0.99),
+        p50: percentile(latencies, 50),
+        p99: percentile(latencies, 99),
         max: latencies.at(-1) ?? NaN,
         lost: expected - first.size + Math.max(0, first.size - onRecord.delivered_once),
         duplicated,

@@ -50,7 +50,7 @@
  */
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import { type BenchContext, type BenchSection, median } from "./context.ts";
-import { ms, percent, table } from "./measure.ts";
+import { ms, percent, percentile, table } from "./measure.ts";
 import { defineJobKind, type JobKind, Worker } from "../../shared/platform/worker.ts";
 
 const INSTANCES = 1_000;
@@ -95,12 +95,6 @@ const ROUND_TIMEOUT_MS = 180_000;
 const UNREACHABLE_LIMIT = 1_000_000_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Nearest-rank percentile of unsorted values. */
-function percentile(values: number[], p: number) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
-}
 
 // ---------------------------------------------------------------------------------------
 // CPU accounting (Linux /proc; figures are left out elsewhere)
