@@ -13,7 +13,7 @@
  * An execution left `running` (a crash between phases) is failed and refunded by pg_cron
  * after 10 minutes (private.fail_abandoned_agent_executions).
  */
-import { gemini, GeminiError, type GenerateJsonResult, type TokenUsage } from "../ai/gemini.ts";
+import { gemini, GeminiError, type GenerateJsonResult, tokenColumns } from "../ai/gemini.ts";
 import { validateJson } from "../ai/json-schema.ts";
 import { creditCost } from "../credits/costs.ts";
 import { debitCredits, refundCredits } from "../credits/ledger.ts";
@@ -167,13 +167,6 @@ export async function runInvocation(
   }
 }
 
-const tokenColumns = (usage: TokenUsage | undefined) => ({
-  prompt: usage?.promptTokens ?? 0,
-  // Thinking tokens are billed as output.
-  output: (usage?.candidatesTokens ?? 0) + (usage?.thoughtsTokens ?? 0),
-  total: usage?.totalTokens ?? 0,
-});
-
 /** The error an execution stores and a failed invoke answers: safe to show (never the key). */
 function failureOf(cause: unknown): ApiError {
   if (cause instanceof GeminiError) return cause.toApiError();
@@ -236,11 +229,7 @@ export async function finishInvocation(
   const error = failureOf(cause);
   const tokens = tokenColumns(cause instanceof GeminiError ? cause.details.usage : undefined);
   await refundCredits(tx, executionId);
-  const stored = {
-    code: error.code,
-    message: error.message,
-    ...(error.options.details ? { details: error.options.details } : {}),
-  };
+  const stored = error.toRecord();
   const [row] = await tx<{ completed_at: Date }[]>`
     update public.agent_executions
     set status = 'failed', credits = 0, error = ${tx.json(stored as never)},

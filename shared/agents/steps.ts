@@ -49,13 +49,6 @@ export const AGENT_STEP_TYPES: Record<string, StepType> = {
   }),
 };
 
-/** An API error (402, 404, 409, 400) or a Gemini failure as the job's, and the step's, error. */
-const jobErrorOf = (error: ApiError): JobError => ({
-  code: error.code,
-  message: error.message,
-  ...(error.options.details ? { details: error.options.details } : {}),
-});
-
 interface ExistingExecution {
   id: string;
   status: "running" | "completed" | "failed";
@@ -103,7 +96,7 @@ async function startOrResume(
     return await startInvocation(tx, { ...config, requestKey: ctx.job.ref });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status >= 500) throw error;
-    await ctx.fail(tx, jobErrorOf(error));
+    await ctx.fail(tx, error.toRecord());
     return null;
   }
 }
@@ -132,7 +125,7 @@ async function runAgentInvocation(ctx: JobContext) {
     const finished = await finishInvocation(tx, invocation, outcome);
     const ended = finished.ok
       ? await ctx.finish(tx, finished.invocation.output)
-      : await ctx.fail(tx, jobErrorOf(finished.error));
+      : await ctx.fail(tx, finished.error.toRecord());
     // The lease was lost: the worker holding the job now records it; undo this record.
     if (!ended) throw new Error("agent_invocation: lease lost before the record");
   });

@@ -24,6 +24,13 @@ import { simulateAnswer } from "./simulation.ts";
 
 export const DEFAULT_MODEL = "gemini-2.5-flash";
 
+/** Token usage as records store it: thinking tokens are billed as output. */
+export const tokenColumns = (usage: TokenUsage | undefined) => ({
+  prompt: usage?.promptTokens ?? 0,
+  output: (usage?.candidatesTokens ?? 0) + (usage?.thoughtsTokens ?? 0),
+  total: usage?.totalTokens ?? 0,
+});
+
 export interface TokenUsage {
   promptTokens: number;
   /** The answer's tokens. */

@@ -16,7 +16,7 @@
  */
 import type { Tx } from "../platform/db.ts";
 import { ApiError } from "../platform/errors.ts";
-import { defineJobKind, type JobContext, type JobError } from "../platform/worker.ts";
+import { defineJobKind, type JobContext } from "../platform/worker.ts";
 import { findConnection, openConnection } from "./connection.ts";
 import { eventOf, findEventByRequestKey } from "./events.ts";
 import {
@@ -39,12 +39,6 @@ import type { EventRow } from "./events.ts";
 import { createEventInput } from "./schemas.ts";
 
 export const CALENDAR_EVENT_CREATION_JOB_KIND = "calendar_event_creation";
-
-const jobErrorOf = (error: ApiError): JobError => ({
-  code: error.code,
-  message: error.message,
-  ...(error.options.details ? { details: error.options.details } : {}),
-});
 
 async function held(ctx: JobContext, tx: Tx) {
   const [{ held }] = await tx<{ held: boolean }[]>`select ${ctx.held(tx)} as held`;
@@ -152,7 +146,7 @@ async function syncCalendar(ctx: JobContext) {
     const recorded = await recordSync(tx, prepared, call);
     const ended = recorded.ok
       ? await ctx.finish(tx, recorded.value)
-      : await ctx.fail(tx, jobErrorOf(recorded.error));
+      : await ctx.fail(tx, recorded.error.toRecord());
     if (!ended) throw new Error("calendar_sync: lease lost before the record");
   });
 }
@@ -191,7 +185,7 @@ async function createEventForStep(ctx: JobContext) {
       ) {
         throw error;
       }
-      await ctx.fail(tx, jobErrorOf(error));
+      await ctx.fail(tx, error.toRecord());
       return null;
     }
   });
@@ -201,7 +195,7 @@ async function createEventForStep(ctx: JobContext) {
     const recorded = await recordCreate(tx, prepared, call);
     const ended = recorded.ok
       ? await ctx.finish(tx, recorded.value)
-      : await ctx.fail(tx, jobErrorOf(recorded.error));
+      : await ctx.fail(tx, recorded.error.toRecord());
     if (!ended) throw new Error("calendar_event_creation: lease lost before the record");
   });
 }

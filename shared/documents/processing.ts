@@ -14,7 +14,7 @@
  * A run left `running` by a crash is failed and refunded by pg_cron after 10 minutes
  * (private.finish_abandoned_document_work).
  */
-import { DEFAULT_MODEL, gemini, GeminiError, type TokenUsage } from "../ai/gemini.ts";
+import { DEFAULT_MODEL, gemini, GeminiError, tokenColumns, type TokenUsage } from "../ai/gemini.ts";
 import type { JsonSchema } from "../ai/json-schema.ts";
 import { creditCost } from "../credits/costs.ts";
 import { debitCredits, refundCredits } from "../credits/ledger.ts";
@@ -278,13 +278,6 @@ export async function runProcessing(
   }
 }
 
-const tokenColumns = (usage: TokenUsage | undefined) => ({
-  prompt: usage?.promptTokens ?? 0,
-  // Thinking tokens are billed as output.
-  output: (usage?.candidatesTokens ?? 0) + (usage?.thoughtsTokens ?? 0),
-  total: usage?.totalTokens ?? 0,
-});
-
 /** The error a run stores and a failed call answers: safe to show (never the key). */
 export function failureOf(cause: unknown): ApiError {
   const inner = cause instanceof RunFailed ? cause.failure : cause;
@@ -406,11 +399,7 @@ async function failRun(tx: Tx, started: StartedRun, cause: unknown): Promise<Run
   const inner = cause instanceof RunFailed ? cause.failure : cause;
   const tokens = tokenColumns(inner instanceof GeminiError ? inner.details.usage : undefined);
   await refundCredits(tx, runId);
-  const stored = {
-    code: error.code,
-    message: error.message,
-    ...(error.options.details ? { details: error.options.details } : {}),
-  };
+  const stored = error.toRecord();
   const [row] = await tx<{ completed_at: Date }[]>`
     update public.document_extractions
     set status = 'failed', credits = 0, error = ${tx.json(stored as never)},

@@ -15,7 +15,7 @@
  */
 import type { Tx } from "../platform/db.ts";
 import { ApiError } from "../platform/errors.ts";
-import { defineJobKind, type JobContext, type JobError } from "../platform/worker.ts";
+import { defineJobKind, type JobContext } from "../platform/worker.ts";
 import { defineStep, type StepType } from "../workflows/steps.ts";
 import { type FileSource, fileSource, findDocument, readFile, sourceColumns } from "./documents.ts";
 import {
@@ -45,12 +45,6 @@ export const DOCUMENT_STEP_TYPES: Record<string, StepType> = {
     }),
   }),
 };
-
-const jobErrorOf = (error: ApiError): JobError => ({
-  code: error.code,
-  message: error.message,
-  ...(error.options.details ? { details: error.options.details } : {}),
-});
 
 const extractRequest = (config: ExtractInput) => ({
   operation: "extract" as const,
@@ -101,7 +95,7 @@ async function startOrResume(
     return { started, source };
   } catch (error) {
     if (!(error instanceof ApiError) || error.status >= 500) throw error;
-    await ctx.fail(tx, jobErrorOf(error));
+    await ctx.fail(tx, error.toRecord());
     return null;
   }
 }
@@ -134,7 +128,7 @@ async function runDocumentExtraction(ctx: JobContext) {
     const finished = await finishRun(tx, started, outcome);
     const ended = finished.ok
       ? await ctx.finish(tx, finished.answer)
-      : await ctx.fail(tx, jobErrorOf(finished.error));
+      : await ctx.fail(tx, finished.error.toRecord());
     // The lease was lost: the worker holding the job now records it; undo this record.
     if (!ended) throw new Error("document_extraction: lease lost before the record");
   });

@@ -232,11 +232,7 @@ export async function finishExecution(
     ...cause.options,
     details: { ...cause.options.details, execution_id: executionId },
   });
-  const stored = {
-    code: error.code,
-    message: error.message,
-    ...(error.options.details ? { details: error.options.details } : {}),
-  };
+  const stored = error.toRecord();
   await tx`
     update public.mcp_executions
     set status = 'failed', error = ${tx.json(stored as never)},

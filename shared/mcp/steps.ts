@@ -47,12 +47,10 @@ export const MCP_STEP_TYPES: Record<string, StepType> = {
 
 /** An API error or an MCP failure as the job's, and the step's, error. */
 function jobErrorOf(error: ApiError): JobError {
-  const details = error.options.details;
-  return {
-    code: details?.reason === "outcome_unknown" ? "OUTCOME_UNKNOWN" : error.code,
-    message: error.message,
-    ...(details ? { details } : {}),
-  };
+  const record = error.toRecord();
+  return record.details?.reason === "outcome_unknown"
+    ? { ...record, code: "OUTCOME_UNKNOWN" }
+    : record;
 }
 
 interface Resumed {

@@ -45,13 +45,6 @@ export const MESSAGE_STEP_TYPES: Record<string, StepType> = {
   }),
 };
 
-/** An API error (400, 502 with the provider's code) as the job's, and the step's, error. */
-const jobErrorOf = (error: ApiError): JobError => ({
-  code: error.code,
-  message: error.message,
-  ...(error.options.details ? { details: error.options.details } : {}),
-});
-
 /** What a message stored by an earlier run of this job says about how it ended. */
 const storedJobError = (error: MessageRow["error"]): JobError => {
   const { code, message, ...details } = error ??
@@ -94,7 +87,7 @@ async function startOrReconcile(
     });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status >= 500) throw error;
-    await ctx.fail(tx, jobErrorOf(error));
+    await ctx.fail(tx, error.toRecord());
     return null;
   }
 }
@@ -121,7 +114,7 @@ async function runMessageSend(ctx: JobContext) {
     // The message's record commits even if the lease was lost meanwhile (ended false): the
     // worker now holding the job then finds it sent (or failed) instead of unknown.
     if (recorded.ok) await ctx.finish(tx, recorded.answer);
-    else await ctx.fail(tx, jobErrorOf(recorded.error));
+    else await ctx.fail(tx, recorded.error.toRecord());
   });
 }
 

@@ -43,6 +43,15 @@ export class ApiError extends Error {
     this.status = ERROR_CODES[code];
   }
 
+  /** What a record keeps of the error (an execution's, a job's, a step's `error`). */
+  toRecord(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.options.details ? { details: this.options.details } : {}),
+    };
+  }
+
   toBody() {
     return {
       success: false as const,
