@@ -13,6 +13,7 @@ import {
   applyStatus,
   contactForAddress,
   counterpartOf,
+  lockProviderMessage,
   messageColumns,
   type MessageRow,
   messageToApi,
@@ -74,6 +75,7 @@ export async function recordStatus(
 ): Promise<void> {
   const integrationId = await integrationOf(tx, receiver, update.channel);
   if (!integrationId) return;
+  await lockProviderMessage(tx, integrationId, update.providerMessageId);
   const found = await applyStatus(tx, integrationId, update);
   if (!found) {
     await tx`

@@ -516,8 +516,22 @@ export async function applyStatus(
   return row.found;
 }
 
+/**
+ * Serialises, for one provider message id, the send recording it and a status callback
+ * for it (until their commits). Without it each could miss the other's uncommitted row: the
+ * callback finds no message yet and keeps its status aside while the send has already looked
+ * for statuses kept aside, and the status is lost.
+ */
+export async function lockProviderMessage(tx: Tx, integrationId: string, providerId: string) {
+  await tx`
+    select pg_advisory_xact_lock(
+      hashtextextended(${`bivelio.message.${integrationId}.${providerId}`}, 0))
+  `;
+}
+
 /** Statuses that arrived before the send recorded its provider id, applied in order. */
 async function applyEarlyStatuses(tx: Tx, integrationId: string, message: MessageRow) {
+  await lockProviderMessage(tx, integrationId, message.provider_message_id!);
   const early = await tx<
     { status: StatusUpdate["status"]; at: Date; error: StatusUpdate["error"] | null }[]
   >`
