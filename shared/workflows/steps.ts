@@ -24,7 +24,8 @@ import type { Environment } from "../platform/environment.ts";
 import { z } from "zod";
 import type { Tx } from "../platform/db.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
-import { outboundFetch } from "../platform/outbound/fetch.ts";
+import { userEndpoints } from "../platform/outbound/user-endpoints.ts";
+import { clientFor } from "../platform/providers.ts";
 import { KiB } from "../platform/json-size.ts";
 import type { RequiredScope } from "../platform/principal.ts";
 import { findUnstorable, storableText } from "../platform/storable-json.ts";
@@ -188,7 +189,7 @@ export const WORKFLOW_STEP_TYPES: Record<string, StepType> = {
   http_request: defineStep({
     effect: "idempotency_key",
     config: httpRequestConfig,
-    run: async ({ config, idempotencyKey }) => {
+    run: async ({ config, idempotencyKey, environment }) => {
       const headers: Record<string, string> = {
         "User-Agent": "BiVelio-Workflows/1.0",
         "Idempotency-Key": idempotencyKey,
@@ -202,7 +203,7 @@ export const WORKFLOW_STEP_TYPES: Record<string, StepType> = {
           : "application/json";
       }
       try {
-        const response = await outboundFetch(
+        const response = await clientFor(userEndpoints, environment).send(
           { method: config.method, url: config.url, headers, body },
           {
             timeoutMs: config.timeout_ms,

@@ -1,3 +1,4 @@
+import { config } from "../config.ts";
 import { GROUPS, ROUTES } from "../../domains.ts";
 import { newApp } from "../app.ts";
 import { ApiError } from "../errors.ts";
@@ -7,7 +8,7 @@ import { buildOpenApiDocument } from "../openapi.ts";
 const app = newApp("/openapi");
 let document: unknown;
 app.get("/", (c) => {
-  const base = Deno.env.get("BIVELIO_PUBLIC_URL") ?? `${new URL(c.req.url).origin}/v1`;
+  const base = config.publicUrl ?? `${new URL(c.req.url).origin}/v1`;
   document ??= buildOpenApiDocument(GROUPS, ROUTES, base);
   return c.json(document);
 });

@@ -8,6 +8,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { newApp } from "../app.ts";
+import { config } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { JOB_KINDS } from "../../job-kinds.ts";
 import { serviceSql } from "../db.ts";
@@ -24,12 +25,12 @@ function authorized(header: string | undefined, secret: string) {
 
 const app = newApp("/worker");
 app.post("/", async (c) => {
-  const secret = Deno.env.get("BIVELIO_WORKER_SECRET");
+  const secret = config.workerSecret;
   if (!secret) throw new ApiError("RESOURCE_NOT_FOUND", "The worker endpoint is not enabled.");
   if (!authorized(c.req.header("authorization"), secret)) {
     throw new ApiError("AUTH_INVALID_TOKEN", "The worker secret is not valid.");
   }
-  const budgetSeconds = Number(Deno.env.get("BIVELIO_WORKER_BUDGET_SECONDS") ?? 50);
+  const budgetSeconds = config.workerBudgetSeconds;
   const worker = new Worker({ kinds: JOB_KINDS, concurrency: 8 });
   // pg_cron's minute tick also gives the periodic tasks their turn.
   await runDueMaintenance(serviceSql());

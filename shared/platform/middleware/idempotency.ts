@@ -1,22 +1,11 @@
 import type { Context } from "hono";
+import { canonicalJson } from "../canonical-json.ts";
 import { sha256Hex } from "../hash.ts";
 import { serviceSql, type Tx } from "../db.ts";
 import { ApiError } from "../errors.ts";
 import type { Principal } from "../principal.ts";
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
-
-/** JSON with object keys sorted, so the same request always hashes the same. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) =>
-      a < b ? -1 : a > b ? 1 : 0
-    );
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value ?? null);
-}
 
 /** What identifies "the same request" for an Idempotency-Key: endpoint, action and data. */
 export function idempotencyRequestHash(

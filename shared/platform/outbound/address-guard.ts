@@ -21,6 +21,7 @@
  * (they may carry secrets).
  */
 import { promises as dnsPromises } from "node:dns";
+import { config } from "../config.ts";
 
 /** Why a target was refused; `message` is safe to show API users. */
 export type OutboundBlockReason =
@@ -249,15 +250,6 @@ export function addressKey(ip: string): string {
 // ---------------------------------------------------------------------------------------------
 // Checking a URL
 
-function loopbackAllowedByEnv(): boolean {
-  try {
-    const value = Deno.env.get("BIVELIO_ALLOW_LOOPBACK_TARGETS")?.trim().toLowerCase();
-    return value === "1" || value === "true";
-  } catch {
-    return false; // no env permission: the default, off
-  }
-}
-
 async function defaultResolve(host: string): Promise<string[]> {
   const results = await dnsPromises.lookup(host, { all: true, verbatim: true });
   return results.map((r) => r.address);
@@ -297,7 +289,7 @@ export async function checkOutboundUrl(
       "The URL must not contain credentials (user:password@); send them in a header.",
     );
   }
-  const allowLoopback = options.allowLoopback ?? loopbackAllowedByEnv();
+  const allowLoopback = options.allowLoopback ?? config.allowLoopbackTargets;
   const host = bareHost(url);
 
   let addresses: string[];
