@@ -21,6 +21,7 @@
  */
 import postgres from "postgres";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { readCapped } from "../shared/platform/read-capped.ts";
 
 export interface StorageEmulatorOptions {
   /** A postgres.js pool connected as the superuser `postgres`. */
@@ -183,36 +184,6 @@ function mimeAllowed(allowed: string[] | null, type: string) {
     const p = pattern.toLowerCase();
     return p === essence || (p.endsWith("/*") && essence.startsWith(p.slice(0, -1)));
   });
-}
-
-/**
- * Reads a body up to `limit` bytes; null as soon as it is longer (the rest is not read).
- */
-async function readCapped(
-  body: ReadableStream<Uint8Array> | null,
-  limit: number,
-): Promise<Uint8Array<ArrayBuffer> | null> {
-  if (!body) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
 }
 
 async function sha256Hex(bytes: Uint8Array<ArrayBuffer>) {

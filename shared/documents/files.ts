@@ -9,6 +9,7 @@ import { ApiError, invalidField } from "../platform/errors.ts";
 import { formatBytes, MiB } from "../platform/json-size.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { guardedFetch } from "../platform/outbound/fetch.ts";
+import { readCapped } from "../platform/read-capped.ts";
 
 /**
  * The largest document, decoded: uploads and fetched URLs alike. Gemini takes files inline
@@ -164,12 +165,13 @@ export async function fetchDocumentUrl(url: string, signal?: AbortSignal): Promi
     await response.body?.cancel();
     throw tooLarge(field, declared);
   }
-  let bytes: Uint8Array;
+  let bytes: Uint8Array | null;
   try {
-    bytes = await readAtMost(response.body, MAX_DOCUMENT_BYTES);
+    bytes = await readCapped(response.body, MAX_DOCUMENT_BYTES);
   } catch (error) {
     throw fetchFailure(error, url, deadline);
   }
+  if (bytes === null) throw tooLarge(field);
   if (bytes.length === 0) throw invalidField(field, "min", "The document_url answered no bytes.");
   return await inspectFile(bytes, field);
 }
@@ -191,29 +193,4 @@ function fetchFailure(error: unknown, url: string, deadline: AbortSignal) {
   }
   const host = URL.canParse(url) ? new URL(url).host : "the host";
   return invalidField("document_url", "fetchable", `The request to ${host} failed.`);
-}
-
-/** The body, or a 413 as soon as it passes `maxBytes` (the rest is never read). */
-async function readAtMost(body: ReadableStream<Uint8Array> | null, maxBytes: number) {
-  if (!body) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw tooLarge("document_url");
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
 }

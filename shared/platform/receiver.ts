@@ -23,7 +23,6 @@
  * A GET is the provider's verification (WhatsApp's `hub.challenge`), answered by the kind's
  * `verify`, whose Response (text, bytes) is sent as it is.
  */
-import { Buffer } from "node:buffer";
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { Context } from "hono";
 import { envelope, newApp } from "./app.ts";
@@ -31,6 +30,7 @@ import { config } from "./config.ts";
 import { serviceSql, type Tx, withClaims } from "./db.ts";
 import { ApiError } from "./errors.ts";
 import type { Environment } from "./environment.ts";
+import { readCapped } from "./read-capped.ts";
 import { openSecrets, sealSecrets } from "./secrets.ts";
 
 /** Provider bodies may carry media or a whole email: more than the API's 1 MiB of JSON. */
@@ -225,15 +225,9 @@ const tooLarge = (limit: number) =>
 /** The body's bytes, refusing more than `limit` (a declared length at once, chunked as read). */
 async function readRawBody(request: Request, limit: number): Promise<Uint8Array> {
   if (Number(request.headers.get("content-length")) > limit) throw tooLarge(limit);
-  if (!request.body) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of request.body) {
-    size += chunk.byteLength;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+  const bytes = await readCapped(request.body, limit);
+  if (bytes === null) throw tooLarge(limit);
+  return bytes;
 }
 
 /** The kind's items, checked: each has a usable provider id. */

@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "../errors.ts";
+import { readCapped } from "../read-capped.ts";
 import {
   findUnstorable,
   MAX_JSON_DEPTH,
@@ -10,24 +11,6 @@ import {
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 /** Invalid UTF-8 is refused rather than silently replaced. */
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number) {
-  if (!body) return new Uint8Array();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
 
 const tooLarge = (limit: number) =>
   new ApiError("PAYLOAD_TOO_LARGE", `The request body exceeds the limit of ${limit} bytes.`, {
@@ -84,9 +67,9 @@ export function jsonBody(limit = DEFAULT_BODY_LIMIT): MiddlewareHandler {
     // With a declared length (the usual case) one read is cheapest; a chunked body is read
     // piece by piece so it can be cut off at the limit.
     const bytes = length === undefined
-      ? await readLimited(c.req.raw.body, limit)
+      ? await readCapped(c.req.raw.body, limit)
       : new Uint8Array(await c.req.raw.arrayBuffer());
-    if (bytes.byteLength > limit) throw tooLarge(limit);
+    if (bytes === null || bytes.byteLength > limit) throw tooLarge(limit);
     if (bytes.byteLength === 0) {
       c.set("body", undefined);
       return await next();
