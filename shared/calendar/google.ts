@@ -6,30 +6,22 @@
  * - The API's base URL (the client's `rootUrl`) and the OAuth token URL come from
  *   shared/platform/config.ts: Google's own when deployed, the local stand-in's
  *   (local/stand-ins/google.ts) locally.
- * - Tokens: the refresh token gives access tokens (google-auth-library's OAuth2 client does
- *   the refresh-token grant, refreshing before expiry and once more on a 401); the access
- *   token it holds is handed back (`accessToken()`) so the caller caches it, sealed.
+ * - Tokens: the refresh token gives access tokens (shared/integrations/google-oauth.ts, the
+ *   OAuth code Gmail uses too); the access token it holds is handed back (`accessToken()`)
+ *   so the caller caches it, sealed.
  * - A revoked grant (`{"error":"invalid_grant"}`) is a {@link GoogleCalendarError} with
  *   `revoked` set: the caller marks the connection broken.
  * - Sandbox callers get a simulation that reaches nothing and answers in Google's shapes.
  */
-import { auth, calendar_v3 } from "@googleapis/calendar";
+import { calendar_v3 } from "@googleapis/calendar";
+import { accessTokenOf, googleOAuthClient, readGoogleError } from "../integrations/google-oauth.ts";
 import { ApiError } from "../platform/errors.ts";
 import { config } from "../platform/config.ts";
 import { guardedFetch } from "../platform/outbound/fetch.ts";
 import { defineProvider } from "../platform/providers.ts";
 
-export interface GoogleCredentials {
-  client_id: string;
-  client_secret: string;
-  refresh_token: string;
-}
-
-export interface CachedAccessToken {
-  access_token: string;
-  /** Milliseconds since the epoch. */
-  expires_at: number;
-}
+export type { CachedAccessToken, GoogleCredentials } from "../integrations/google-oauth.ts";
+import type { CachedAccessToken, GoogleCredentials } from "../integrations/google-oauth.ts";
 
 export type GoogleEvent = calendar_v3.Schema$Event;
 
@@ -101,42 +93,16 @@ export interface GoogleCalendarClient {
   ): GoogleCalendarSession;
 }
 
-/** What gaxios throws, as far as this module reads it. */
-interface GaxiosLike {
-  status?: number;
-  response?: { status?: number; data?: unknown };
-  message?: string;
-}
-
 /** Google's answer (the token endpoint's or the API's error body) as a GoogleCalendarError. */
 export function googleErrorOf(error: unknown): GoogleCalendarError {
   if (error instanceof GoogleCalendarError) return error;
-  const gaxios = error as GaxiosLike;
-  const status = gaxios?.response?.status ?? gaxios?.status ?? null;
-  const data = gaxios?.response?.data as
-    | {
-      error?: string | { message?: string; errors?: { reason?: string }[] };
-      error_description?: string;
-    }
-    | undefined;
-  if (typeof data?.error === "string") {
-    // The OAuth token endpoint: {"error":"invalid_grant","error_description":"…"}.
-    return new GoogleCalendarError(
-      status,
-      data.error,
-      data.error_description ?? data.error,
-      data.error === "invalid_grant",
-    );
-  }
-  if (data?.error && typeof data.error === "object") {
-    return new GoogleCalendarError(
-      status,
-      data.error.errors?.[0]?.reason ?? null,
-      data.error.message ?? `HTTP ${status}`,
-    );
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return new GoogleCalendarError(status, null, message);
+  const refusal = readGoogleError(error);
+  return new GoogleCalendarError(
+    refusal.httpStatus,
+    refusal.reason,
+    refusal.message,
+    refusal.invalidGrant,
+  );
 }
 
 async function google<T>(run: () => Promise<T>): Promise<T> {
@@ -152,18 +118,7 @@ function liveClient(): GoogleCalendarClient {
   return {
     simulated: false,
     session(credentials, cached, signal) {
-      const oauth = new auth.OAuth2({
-        clientId: credentials.client_id,
-        clientSecret: credentials.client_secret,
-        endpoints: { oauth2TokenUrl: config.googleOAuthTokenUrl },
-        // A 401 with a token thought valid (revoked server-side): refresh once and retry.
-        forceRefreshOnFailure: true,
-        transporterOptions: { fetchImplementation },
-      });
-      oauth.setCredentials({
-        refresh_token: credentials.refresh_token,
-        ...(cached ? { access_token: cached.access_token, expiry_date: cached.expires_at } : {}),
-      });
+      const oauth = googleOAuthClient(credentials, cached, fetchImplementation);
       const api = new calendar_v3.Calendar({
         auth: oauth,
         rootUrl: `${config.googleApiBaseUrl}/`,
@@ -211,10 +166,7 @@ function liveClient(): GoogleCalendarClient {
               nextSyncToken: data.nextSyncToken ?? undefined,
             };
           }),
-        accessToken: () => {
-          const { access_token, expiry_date } = oauth.credentials;
-          return access_token && expiry_date ? { access_token, expires_at: expiry_date } : null;
-        },
+        accessToken: () => accessTokenOf(oauth),
       };
     },
   };

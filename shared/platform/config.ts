@@ -161,13 +161,17 @@ export const config = {
     return baseUrl("WHATSAPP_API_BASE_URL", "https://graph.facebook.com");
   },
   /**
-   * Where Google's APIs are reached (shared/calendar/google.ts, the client's rootUrl):
-   * Google's own unless set; the local stand-in's (local/stand-ins/google.ts) locally.
+   * Where Google's APIs are reached (the generated clients' rootUrl: Calendar in
+   * shared/calendar/google.ts, Gmail in shared/messages/channels/email.ts): Google's own
+   * unless set; the local stand-in's (local/stand-ins/google.ts) locally.
    */
   get googleApiBaseUrl(): string {
     return baseUrl("GOOGLE_API_BASE_URL", "https://www.googleapis.com");
   },
-  /** Google's OAuth token endpoint (the refresh-token grant); the stand-in's locally. */
+  /**
+   * Google's OAuth token endpoint (the refresh-token grant, shared/integrations/google-oauth.ts);
+   * the stand-in's locally.
+   */
   get googleOAuthTokenUrl(): string {
     return baseUrl("GOOGLE_OAUTH_TOKEN_URL", "https://oauth2.googleapis.com/token");
   },

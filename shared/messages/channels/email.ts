@@ -1,28 +1,49 @@
 /**
- * The email channel: sending over SMTP with nodemailer, and inbound email delivered by a
- * provider webhook.
+ * The email channel: sending through an SMTP server (nodemailer) or through Gmail's API
+ * (OAuth), and inbound email delivered by a provider webhook.
  *
- * Credentials are an SMTP account (`host`, `port`, `secure`, `username`, `password`, `from`).
- * Gmail (OAuth and the Gmail API) is not supported yet: an SMTP account of any provider is.
- * Supabase Edge Functions block outbound ports 25 and 587, so in production use port 465
- * (implicit TLS, `secure: true`) or a provider reached over HTTP. A host that is not port
- * 465 gets STARTTLS required (no password in clear), except on loopback (the local mail
- * catcher, local/stand-ins/mail.ts). The SMTP host passes the same address guard as every
- * user-chosen target (no private or metadata addresses), and the connection goes to the
- * address that was checked.
+ * Credentials are one of two sets, told apart by `transport` (how mail leaves):
+ * - SMTP (`transport` absent or `"smtp"`): `host`, `port`, `secure`, `username`, `password`,
+ *   `from`. Supabase Edge Functions block outbound ports 25 and 587, so in production use
+ *   port 465 (implicit TLS, `secure: true`). A host that is not port 465 gets STARTTLS
+ *   required (no password in clear), except on loopback (the local mail catcher,
+ *   local/stand-ins/mail.ts). The SMTP host passes the same address guard as every
+ *   user-chosen target (no private or metadata addresses), and the connection goes to the
+ *   address that was checked.
+ * - Gmail (`transport: "gmail"`): `client_id`, `client_secret`, `refresh_token` (an OAuth
+ *   client of the user's Google Cloud project, with a refresh token granted the
+ *   `https://www.googleapis.com/auth/gmail.send` scope, plus `gmail.readonly` or
+ *   `gmail.metadata` for `test`'s profile call), and `from`. Each send refreshes an access
+ *   token (shared/integrations/google-oauth.ts, the code Calendar uses; not cached between
+ *   sends) and calls `POST /gmail/v1/users/me/messages/send` with the message nodemailer
+ *   composed (`raw`, base64url), through the address guard, at the base URLs of
+ *   shared/platform/config.ts (the local stand-in, local/stand-ins/google.ts, locally). The
+ *   provider id kept is Gmail's message `id` (Gmail answers `{id, threadId}`; the
+ *   Message-ID header nodemailer wrote may be replaced by Gmail). Gmail sends as the
+ *   account: a `from` that is not the account or one of its "Send mail as" addresses is
+ *   rewritten by Gmail to the account's address.
  *
  * Inbound: SMTP is not something an Edge Function can listen for, so inbound email arrives as
  * a webhook, in a format of our own signed with the credentials' optional `inbound_secret`
  * (a provider's inbound hook is adapted to it, see {@link emailReceiverKind}); the local
- * stack's mail catcher delivers it that way too.
+ * stack's mail catcher delivers it that way too. Gmail's own push (Pub/Sub watch) is not
+ * used: a Gmail mailbox's inbound email comes through the same relay webhook.
  */
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
+import { gmail_v1 } from "@googleapis/gmail";
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
 import { z } from "zod";
+import {
+  type GoogleCredentials,
+  googleOAuthClient,
+  readGoogleError,
+} from "../../integrations/google-oauth.ts";
+import { config } from "../../platform/config.ts";
 import { invalidField } from "../../platform/errors.ts";
 import { checkOutboundUrl, OutboundBlockedError } from "../../platform/outbound/address-guard.ts";
+import { guardedFetch } from "../../platform/outbound/fetch.ts";
 import {
   defineReceiverKind,
   hmacSha256Hex,
@@ -85,7 +106,20 @@ export function parseMailbox(text: string): { address: string; name: string | nu
 const HOST =
   /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^\[?[0-9A-Fa-f:.]+\]?$/;
 
-export const emailCredentials = z.strictObject({
+/** The sender: `billing@acme.com` or `Acme Billing <billing@acme.com>`. */
+const fromField = z.string().max(512).refine((from) => parseMailbox(from) !== null, {
+  message: "an email address, optionally with a display name (Name <address>)",
+});
+
+/**
+ * The secret inbound email is signed with (X-BiVelio-Email-Signature), for the relay that
+ * delivers it: chosen here so it can be configured there; generated when absent.
+ */
+const inboundSecretField = z.string().min(32).max(256).optional();
+
+export const smtpCredentials = z.strictObject({
+  /** Absent in the sets stored before Gmail was offered: SMTP. */
+  transport: z.literal("smtp").optional(),
   /** The SMTP server (`smtp.example.com`). */
   host: z.string().max(253).regex(HOST, "a host name or IP address, without scheme or port"),
   /** 465 for implicit TLS (what Supabase Edge Functions allow); 25 and 587 are blocked there. */
@@ -94,29 +128,55 @@ export const emailCredentials = z.strictObject({
   secure: z.boolean().optional(),
   username: z.string().min(1).max(512),
   password: z.string().min(1).max(1024),
-  /** The sender: `billing@acme.com` or `Acme Billing <billing@acme.com>`. */
-  from: z.string().max(512).refine((from) => parseMailbox(from) !== null, {
-    message: "an email address, optionally with a display name (Name <address>)",
-  }),
-  /**
-   * The secret inbound email is signed with (X-BiVelio-Email-Signature), for the relay that
-   * delivers it: chosen here so it can be configured there; generated when absent.
-   */
-  inbound_secret: z.string().min(32).max(256).optional(),
+  from: fromField,
+  inbound_secret: inboundSecretField,
 });
+export type SmtpCredentials = z.output<typeof smtpCredentials>;
+
+export const gmailCredentials = z.strictObject({
+  transport: z.literal("gmail"),
+  /** The OAuth client of the user's Google Cloud project. */
+  client_id: z.string().min(1).max(512),
+  client_secret: z.string().min(1).max(512),
+  /** Granted gmail.send (and gmail.readonly or gmail.metadata for `test`). */
+  refresh_token: z.string().min(1).max(2048),
+  /** The Gmail account or one of its "Send mail as" addresses. */
+  from: fromField,
+  inbound_secret: inboundSecretField,
+});
+export type GmailCredentials = z.output<typeof gmailCredentials>;
+
+export const emailCredentials = z.discriminatedUnion("transport", [
+  smtpCredentials,
+  gmailCredentials,
+], { error: "'smtp' (the default when absent) or 'gmail'" });
 export type EmailCredentials = z.output<typeof emailCredentials>;
 
-export interface EmailPublic {
-  from: string;
-  from_name: string | null;
-  host: string;
-  port: number;
-}
+const isGmail = (credentials: EmailCredentials): credentials is GmailCredentials =>
+  credentials.transport === "gmail";
+
+export type EmailPublic =
+  | { from: string; from_name: string | null; host: string; port: number }
+  | {
+    transport: "gmail";
+    from: string;
+    from_name: string | null;
+    /** The Gmail account's address, as `test` read it from its profile (null until then). */
+    account_email: string | null;
+  };
 
 const senderOf = (credentials: EmailCredentials) => parseMailbox(credentials.from)!;
 
-function publicPartOf(credentials: EmailCredentials): EmailPublic {
+function publicPartOf(credentials: EmailCredentials, accountEmail: string | null = null) {
   const sender = senderOf(credentials);
+  if (isGmail(credentials)) {
+    return {
+      transport: "gmail" as const,
+      from: sender.address,
+      from_name: sender.name,
+      account_email: accountEmail,
+    };
+  }
   return {
     from: sender.address,
     from_name: sender.name,
@@ -186,7 +246,7 @@ const NETWORK_CODES = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS", "E
  * 4xx replies and network failures are retryable; 5xx are not. The password (and the AUTH
  * PLAIN token made of it) is cut out of the text, whatever the server echoed.
  */
-export function toChannelError(error: unknown, credentials: EmailCredentials): ChannelError {
+export function toChannelError(error: unknown, credentials: SmtpCredentials): ChannelError {
   if (error instanceof ChannelError) return error;
   const smtp = (error ?? {}) as SmtpError;
   const scrub = (text: string) => {
@@ -214,7 +274,7 @@ export function toChannelError(error: unknown, credentials: EmailCredentials): C
  * A transport for one call (Edge Functions live for a request, so nothing is pooled): to
  * the address the guard checked, with the host name kept for TLS (SNI, certificate).
  */
-async function openTransport(credentials: EmailCredentials) {
+async function openTransport(credentials: SmtpCredentials) {
   const { host, port } = credentials;
   const bareHost = host.replace(/^\[|\]$/g, "");
   let address: string;
@@ -251,7 +311,7 @@ async function openTransport(credentials: EmailCredentials) {
 
 /** Runs `call` on a fresh transport, closed afterwards or when `signal` aborts. */
 async function withTransport<T>(
-  credentials: EmailCredentials,
+  credentials: SmtpCredentials,
   signal: AbortSignal | undefined,
   call: (transport: nodemailer.Transporter) => Promise<T>,
 ): Promise<T> {
@@ -267,6 +327,134 @@ async function withTransport<T>(
     signal?.removeEventListener("abort", abort);
     transport.close();
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// The message, composed once for both ways of sending
+// ---------------------------------------------------------------------------------------
+
+/** nodemailer's options for `message` from the credentials' sender. */
+function mailOf(credentials: EmailCredentials, message: OutboundMessage) {
+  const sender = senderOf(credentials);
+  return {
+    from: sender.name ? { name: sender.name, address: sender.address } : sender.address,
+    to: message.to,
+    subject: message.subject!.trim(),
+    ...(message.body ? { text: message.body } : {}),
+    ...(message.html ? { html: message.html } : {}),
+    attachments: (message.attachments ?? []).map((file) => ({
+      filename: file.filename,
+      contentType: file.contentType,
+      content: Buffer.from(file.content),
+    })),
+    // Links and files referenced by path or URL are never fetched from the server.
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  };
+}
+
+/** nodemailer composing without sending: the RFC 5322 message, for Gmail's `raw`. */
+let composer: nodemailer.Transporter | undefined;
+
+/** `message` as the RFC 5322 bytes nodemailer makes of it (MIME parts, encodings). */
+export async function composeRfc5322(
+  credentials: EmailCredentials,
+  message: OutboundMessage,
+): Promise<Uint8Array> {
+  composer ??= nodemailer.createTransport({ streamTransport: true, buffer: true, newline: "\r\n" });
+  const info = await composer.sendMail(mailOf(credentials, message));
+  return new Uint8Array(info.message as Buffer);
+}
+
+// ---------------------------------------------------------------------------------------
+// Gmail API
+// ---------------------------------------------------------------------------------------
+
+const GMAIL_TIMEOUT_MS = 30_000;
+
+/** Google's statuses where trying again later may succeed (quotas, Google's own failures). */
+const isRetryableGoogleStatus = (httpStatus: number | null) =>
+  httpStatus === null || httpStatus === 429 || httpStatus >= 500;
+
+/**
+ * Google's refusal as a ChannelError: the API's `error.status` (or HTTP code) and
+ * `error.message`; a refused refresh token (`invalid_grant`) says the grant must be made
+ * again and is not retryable. The client secret and refresh token are cut out of any text.
+ */
+export function gmailChannelError(error: unknown, credentials: GmailCredentials): ChannelError {
+  if (error instanceof ChannelError) return error;
+  const refusal = readGoogleError(error);
+  const scrub = (text: string) =>
+    [credentials.refresh_token, credentials.client_secret]
+      .reduce((out, secret) => out.split(secret).join("[redacted]"), text);
+  if (refusal.invalidGrant) {
+    return new ChannelError(
+      "email",
+      "invalid_grant",
+      `Google refused the Gmail grant (invalid_grant: ${scrub(refusal.message)}): the refresh ` +
+        "token was revoked or expired. Update the integration with a new refresh token.",
+      false,
+    );
+  }
+  return new ChannelError(
+    "email",
+    refusal.status ?? refusal.httpStatus,
+    scrub(refusal.message),
+    isRetryableGoogleStatus(refusal.httpStatus),
+  );
+}
+
+let gmailFetch: typeof fetch | undefined;
+
+/** The Gmail client of one call: its own OAuth client (an access token per call). */
+function gmailApi(credentials: GoogleCredentials, signal: AbortSignal | undefined) {
+  gmailFetch ??= guardedFetch({ timeoutMs: GMAIL_TIMEOUT_MS });
+  return new gmail_v1.Gmail({
+    auth: googleOAuthClient(credentials, null, gmailFetch),
+    rootUrl: `${config.googleApiBaseUrl}/`,
+    fetchImplementation: gmailFetch,
+    signal,
+    // A send is never retried (it could go out twice); the profile read is.
+    retryConfig: { retry: 2, httpMethodsToRetry: ["GET"] },
+  });
+}
+
+async function gmailCall<T>(credentials: GmailCredentials, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw gmailChannelError(error, credentials);
+  }
+}
+
+/** users.messages.send with the composed message; Gmail's message id. */
+async function sendWithGmail(
+  credentials: GmailCredentials,
+  message: OutboundMessage,
+  signal: AbortSignal | undefined,
+): Promise<string> {
+  signal?.throwIfAborted();
+  const raw = Buffer.from(await composeRfc5322(credentials, message)).toString("base64url");
+  const { data } = await gmailCall(
+    credentials,
+    () => gmailApi(credentials, signal).users.messages.send({ userId: "me", requestBody: { raw } }),
+  );
+  if (!data.id) {
+    throw new ChannelError("email", null, "Gmail accepted the message without an id.", false);
+  }
+  return data.id;
+}
+
+/** users.getProfile: proves the grant and names the account. */
+async function gmailAccountEmail(
+  credentials: GmailCredentials,
+  signal: AbortSignal | undefined,
+): Promise<string | null> {
+  const { data } = await gmailCall(
+    credentials,
+    () => gmailApi(credentials, signal).users.getProfile({ userId: "me" }),
+  );
+  return data.emailAddress ?? null;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -379,22 +567,17 @@ export const email = defineChannel<EmailCredentials, EmailPublic>({
   async send(credentials, message, { signal }) {
     validateEmailMessage(message);
     const sender = senderOf(credentials);
-    const info = await withTransport(credentials, signal, (transport) =>
-      transport.sendMail({
-        from: sender.name ? { name: sender.name, address: sender.address } : sender.address,
-        to: message.to,
-        subject: message.subject!.trim(),
-        ...(message.body ? { text: message.body } : {}),
-        ...(message.html ? { html: message.html } : {}),
-        attachments: (message.attachments ?? []).map((file) => ({
-          filename: file.filename,
-          contentType: file.contentType,
-          content: Buffer.from(file.content),
-        })),
-        // Links and files referenced by path or URL are never fetched from the server.
-        disableFileAccess: true,
-        disableUrlAccess: true,
-      }));
+    if (isGmail(credentials)) {
+      return {
+        providerMessageId: await sendWithGmail(credentials, message, signal),
+        from: sender.address,
+      };
+    }
+    const info = await withTransport(
+      credentials,
+      signal,
+      (transport) => transport.sendMail(mailOf(credentials, message)),
+    );
     // One recipient: nodemailer throws when it is refused; this covers a partial answer.
     if (info.rejected.length > 0) {
       throw new ChannelError("email", null, `The server refused ${message.to}.`, false);
@@ -402,6 +585,9 @@ export const email = defineChannel<EmailCredentials, EmailPublic>({
     return { providerMessageId: info.messageId, from: sender.address };
   },
   async test(credentials, { signal }) {
+    if (isGmail(credentials)) {
+      return publicPartOf(credentials, await gmailAccountEmail(credentials, signal));
+    }
     await withTransport(credentials, signal, (transport) => transport.verify());
     return publicPartOf(credentials);
   },

@@ -4,17 +4,25 @@
  * catcher, and inbound email through the receivers function, are in tests/email_test.ts.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+// @ts-types="@types/mailparser"
+import { simpleParser } from "mailparser";
 // The registry first, as the app loads the channels (channels.ts → email.ts → inbound.ts →
 // messages.ts → channels.ts is a cycle that only this order resolves).
 import "../channels.ts";
 import { ApiError } from "../../platform/errors.ts";
+import { validationError } from "../../platform/validation.ts";
 import {
+  composeRfc5322,
   email,
   EMAIL_SIGNATURE_HEADER,
   emailReceiverKind,
+  gmailChannelError,
+  type GmailCredentials,
   normalizeAddress,
   parseMailbox,
   signInboundEmail,
+  smtpCredentials,
   toChannelError,
   validateEmailMessage,
 } from "./email.ts";
@@ -145,7 +153,7 @@ Deno.test("email receiver secrets: the chosen inbound secret, or a fresh random 
 });
 
 Deno.test("email errors: the SMTP reply code, retryable on 4xx and network, no password", () => {
-  const credentials = email.credentials.parse({ ...CREDENTIALS, secure: false, port: 2465 });
+  const credentials = smtpCredentials.parse({ ...CREDENTIALS, secure: false, port: 2465 });
   const plainToken = btoa(`\0${CREDENTIALS.username}\0${CREDENTIALS.password}`);
   // A server that echoes what it was given (some do, in their refusals).
   const echoed = toChannelError(
@@ -176,6 +184,146 @@ Deno.test("email errors: the SMTP reply code, retryable on 4xx and network, no p
     credentials,
   );
   assert.deepEqual([noAuth.providerCode, noAuth.retryable], [null, false]);
+});
+
+// ---------------------------------------------------------------------------------------
+// Gmail
+
+const GMAIL = {
+  transport: "gmail",
+  client_id: "1234-abc.apps.googleusercontent.com",
+  client_secret: "GOCSPX-client-secret-value",
+  refresh_token: "1//refresh-token-value",
+  from: "Acme Billing <billing@acme.example>",
+};
+
+/** The VALIDATION_ERROR integrations/connect answers for `credentials` (its first issue). */
+function connectErrorFor(credentials: unknown) {
+  const result = email.credentials.safeParse(credentials);
+  assert.ok(!result.success, `accepted: ${JSON.stringify(credentials)}`);
+  return validationError(result.error.issues[0], credentials, "credentials", ["credentials"])
+    .options.details!;
+}
+
+Deno.test("email credentials: SMTP as before (transport absent or 'smtp'), or a Gmail set", () => {
+  assert.deepEqual(email.credentials.parse(CREDENTIALS), CREDENTIALS);
+  assert.equal(email.credentials.parse({ ...CREDENTIALS, transport: "smtp" }).transport, "smtp");
+  assert.deepEqual(email.credentials.parse(GMAIL), GMAIL);
+  // Each set is strict: no SMTP field in a Gmail set, no OAuth field in an SMTP one.
+  assert.deepEqual(connectErrorFor({ ...GMAIL, host: "smtp.example.com" }), {
+    field: "credentials.host",
+    constraint: "unknown_field",
+  });
+  assert.deepEqual(connectErrorFor({ ...CREDENTIALS, refresh_token: "x" }), {
+    field: "credentials.refresh_token",
+    constraint: "unknown_field",
+  });
+  const { refresh_token: _, ...withoutToken } = GMAIL;
+  assert.deepEqual(connectErrorFor(withoutToken), {
+    field: "credentials.refresh_token",
+    constraint: "required",
+  });
+  assert.equal(connectErrorFor({ ...GMAIL, from: "not an address" }).field, "credentials.from");
+  const unknownProvider = email.credentials.safeParse({ ...GMAIL, transport: "outlook" });
+  assert.ok(!unknownProvider.success);
+  assert.deepEqual(unknownProvider.error.issues[0].path, ["transport"]);
+  assert.match(unknownProvider.error.issues[0].message, /'smtp'.*'gmail'/);
+});
+
+Deno.test("email public part: Gmail shows the transport and sender, never a secret", () => {
+  const gmail = email.credentials.parse(GMAIL);
+  assert.deepEqual(email.publicPart(gmail), {
+    transport: "gmail",
+    from: "billing@acme.example",
+    from_name: "Acme Billing",
+    account_email: null,
+  });
+  assert.deepEqual(email.publicPart(email.credentials.parse(CREDENTIALS)), {
+    from: "billing@acme.example",
+    from_name: "Acme Billing",
+    host: "smtp.example.com",
+    port: 465,
+  });
+});
+
+Deno.test("Gmail's raw message: nodemailer's MIME with the text, the HTML and the attachment", async () => {
+  const pdf = new Uint8Array([...new TextEncoder().encode("%PDF-1.7\n"), 0, 255, 128, 10, 13]);
+  const raw = await composeRfc5322(email.credentials.parse(GMAIL), {
+    to: "maria@customer.example",
+    type: "text",
+    subject: "  Your invoice ",
+    body: "Hello, é attached.",
+    html: "<p>Hello, <b>é</b> attached.</p>",
+    attachments: [{ filename: "inv-1.pdf", contentType: "application/pdf", content: pdf }],
+  });
+  const text = new TextDecoder().decode(raw);
+  assert.match(text, /\r\n\r\n/, "CRLF line ends");
+  assert.match(text, /^Message-ID: <[^<>@\s]+@acme\.example>\r$/m);
+  const parsed = await simpleParser(Buffer.from(raw));
+  assert.equal(parsed.subject, "Your invoice");
+  assert.equal(parsed.from?.text, '"Acme Billing" <billing@acme.example>');
+  assert.equal(parsed.text?.trim(), "Hello, é attached.");
+  assert.equal(parsed.html, "<p>Hello, <b>é</b> attached.</p>");
+  assert.equal(parsed.attachments.length, 1);
+  assert.equal(parsed.attachments[0].filename, "inv-1.pdf");
+  assert.deepEqual(new Uint8Array(parsed.attachments[0].content), pdf);
+});
+
+/** What gaxios throws for an answer of `status` with `data`. */
+const gaxiosError = (status: number, data: unknown) =>
+  Object.assign(new Error(`Request failed with status code ${status}`), {
+    status,
+    response: { status, data },
+  });
+
+Deno.test("Gmail errors: Google's status and message; invalid_grant not retryable; no secret", () => {
+  const credentials = email.credentials.parse(GMAIL) as GmailCredentials;
+  const revoked = gmailChannelError(
+    gaxiosError(400, {
+      error: "invalid_grant",
+      error_description: "Token has been expired or revoked.",
+    }),
+    credentials,
+  );
+  assert.equal(revoked.providerCode, "invalid_grant");
+  assert.equal(revoked.retryable, false);
+  assert.match(revoked.providerMessage, /Token has been expired or revoked\..*new refresh token/);
+  assert.equal(revoked.toApiError().code, "INTEGRATION_ERROR");
+
+  const refused = gmailChannelError(
+    gaxiosError(400, {
+      error: {
+        code: 400,
+        status: "INVALID_ARGUMENT",
+        message: "Invalid To header",
+        errors: [{ reason: "invalidArgument", message: "Invalid To header" }],
+      },
+    }),
+    credentials,
+  );
+  assert.deepEqual(
+    [refused.providerCode, refused.providerMessage, refused.retryable],
+    ["INVALID_ARGUMENT", "Invalid To header", false],
+  );
+  const quota = gmailChannelError(
+    gaxiosError(429, { error: { code: 429, status: "RESOURCE_EXHAUSTED", message: "Quota" } }),
+    credentials,
+  );
+  assert.deepEqual([quota.providerCode, quota.retryable], ["RESOURCE_EXHAUSTED", true]);
+  const unreachable = gmailChannelError(new TypeError("connection refused"), credentials);
+  assert.deepEqual([unreachable.providerCode, unreachable.retryable], [null, true]);
+
+  // Whatever a message quoted, the secrets do not come out.
+  const echoed = gmailChannelError(
+    gaxiosError(401, {
+      error: "invalid_client",
+      error_description: `bad ${GMAIL.client_secret} for ${GMAIL.refresh_token}`,
+    }),
+    credentials,
+  );
+  const answered = JSON.stringify(echoed.toApiError().options);
+  assert.ok(!answered.includes(GMAIL.client_secret) && !answered.includes(GMAIL.refresh_token));
+  assert.equal(echoed.providerCode, "invalid_client");
 });
 
 // ---------------------------------------------------------------------------------------
