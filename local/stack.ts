@@ -384,10 +384,12 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     TELEGRAM_STATE_FILE: `${options.stateDir}/telegram-stand-in.json`,
   });
   const whatsapp = await startStandIn("whatsapp", options, log);
+  const mail = await startMail(options, info.mail, log);
   const google = await startStandIn("google", options, log, {
     GOOGLE_STATE_FILE: `${options.stateDir}/google-stand-in.json`,
+    // Mail sent through its Gmail API shows in the mail catcher with the SMTP mail.
+    MAIL_CATCHER_URL: mail.info.http_url,
   });
-  const mail = await startMail(options, info.mail, log);
   const mcpToken = `mcp-${randomSecret(16)}`;
   const mcpSheets = await startStandIn("mcp-google-sheets", options, log, {
     MCP_BEARER_TOKEN: mcpToken,

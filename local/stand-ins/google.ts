@@ -13,6 +13,16 @@
  *   `GET`, `PATCH`, `DELETE` (the event becomes `cancelled`; again: 410 `deleted`).
  *   `Authorization: Bearer <access token>`; a missing, unknown or expired one is 401.
  *   Errors in Google's shape `{"error":{"errors":[{domain, reason, message}], code, message}}`.
+ * - Gmail API v1 (what `@googleapis/gmail` calls for the email channel's Gmail transport):
+ *   `POST /gmail/v1/users/{me|address}/messages/send` `{raw}` (base64url RFC 5322) →
+ *   `{id, threadId, labelIds: ["SENT"]}`; the message is decoded (mailparser) and recorded
+ *   with its parts (from, to, subject, text, html, Message-ID, attachments with their bytes
+ *   as `content_base64`), and, when the stand-in was given the mail catcher's URL
+ *   (MAIL_CATCHER_URL), handed to it so it shows with the SMTP mail
+ *   (local/stand-ins/mail.ts, `POST /_standin/deliver`). No `raw`, or no recipient, is 400
+ *   `INVALID_ARGUMENT` as Gmail answers. `GET /gmail/v1/users/{me|address}/profile` →
+ *   `{emailAddress, messagesTotal, threadsTotal, historyId}`. Gmail's errors carry
+ *   `error.status` too (`UNAUTHENTICATED`, `INVALID_ARGUMENT`…).
  *
  * Accounts are named by their refresh token. Controls for tests and the demo:
  * - `POST /_standin/accounts {"refresh_token", "email"?, "access_token_ttl"?}` (idempotent);
@@ -22,13 +32,18 @@
  *   Google by the user (not through the API), answered as the API would;
  * - `POST /_standin/respond {"refresh_token", "calendar_id"?, "event_id", "email",
  *   "response_status"}`: an attendee answers (accepted, declined, tentative, needsAction);
+ * - `POST /_standin/gmail_errors {"refresh_token", "errors": [{"code", "status", "message",
+ *   "reason"?}]}`: the account's next Gmail sends answer these errors, one each, in order;
  * - `GET /_standin/requests?account=<email>`: what was received (method, path, query, body,
  *   account, token grants), never a token; `POST /_standin/reset` forgets the requests.
  *
- * Run by local/stack.ts (env: PORT, and GOOGLE_STATE_FILE where it keeps its accounts, tokens
- * and events across restarts, so a durable `deno task start` finds its Google events again);
- * tests may also start one with {@link createGoogleStandIn}.
+ * Run by local/stack.ts (env: PORT, GOOGLE_STATE_FILE where it keeps its accounts, tokens
+ * and events across restarts, so a durable `deno task start` finds its Google events again,
+ * and MAIL_CATCHER_URL); tests may also start one with {@link createGoogleStandIn}.
  */
+import { Buffer } from "node:buffer";
+// @ts-types="@types/mailparser"
+import { type AddressObject, simpleParser } from "mailparser";
 
 interface StoredEvent {
   // deno-lint-ignore no-explicit-any
@@ -45,6 +60,17 @@ interface Account {
   /** access token → expiry (ms). */
   accessTokens: Map<string, number>;
   calendars: Map<string, Map<string, StoredEvent>>;
+  /** Scripted answers of the next Gmail sends (absent in state files from before Gmail). */
+  gmailErrors?: ScriptedGmailError[];
+  /** Messages sent through Gmail (the profile's messagesTotal). */
+  gmailSent?: number;
+}
+
+interface ScriptedGmailError {
+  code: number;
+  status: string;
+  message: string;
+  reason?: string;
 }
 
 export interface RecordedGoogleRequest {
@@ -62,11 +88,29 @@ export interface RecordedGoogleRequest {
 const MAX_RECORDED = 1000;
 const BASE32HEX = /^[a-v0-9]{5,1024}$/;
 
-function googleError(code: number, reason: string, message: string) {
+/** Google's error body; `status` as the newer APIs (Gmail) add it. */
+function googleError(code: number, reason: string, message: string, status?: string) {
   return Response.json({
-    error: { errors: [{ domain: "global", reason, message }], code, message },
+    error: {
+      errors: [{ domain: "global", reason, message }],
+      code,
+      message,
+      ...(status ? { status } : {}),
+    },
   }, { status: code });
 }
+
+/** Addresses of a parsed header (To, Cc, Bcc). */
+const addressesOf = (field: AddressObject | AddressObject[] | undefined) =>
+  (Array.isArray(field) ? field : field ? [field] : [])
+    .flatMap((group) => group.value)
+    .map((entry) => entry.address?.toLowerCase() ?? "")
+    .filter(Boolean);
+
+/** Hex, as Gmail's message and thread ids are. */
+const newGmailId = () =>
+  Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
 
 const randomToken = (prefix: string) =>
   `${prefix}${crypto.randomUUID().replaceAll("-", "")}${crypto.randomUUID().slice(0, 8)}`;
@@ -105,7 +149,13 @@ function readState(path: string): SavedState | null {
   }
 }
 
-export function createGoogleStandIn(options: { stateFile?: string } = {}) {
+export function createGoogleStandIn(
+  options: {
+    stateFile?: string;
+    /** The mail catcher's HTTP URL: mail sent through Gmail is handed to it. */
+    mailCatcherUrl?: string;
+  } = {},
+) {
   const saved = options.stateFile ? readState(options.stateFile) : null;
   const accounts = new Map<string, Account>(
     (saved?.accounts ?? []).map((a) => [a.refreshToken, {
@@ -381,6 +431,125 @@ export function createGoogleStandIn(options: { stateFile?: string } = {}) {
     return answer(googleError(405, "httpMethodNotAllowed", "Method not allowed"));
   }
 
+  /** Hands a message sent through Gmail to the mail catcher, as Gmail would deliver it. */
+  async function handToCatcher(raw: Uint8Array, from: string, to: string[], account: Account) {
+    if (!options.mailCatcherUrl) return null;
+    try {
+      const response = await fetch(`${options.mailCatcherUrl}/_standin/deliver`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          raw_base64: Buffer.from(raw).toString("base64"),
+          envelope: { from, to },
+          authenticated_user: `gmail:${account.email}`,
+        }),
+      });
+      const answer = await response.json().catch(() => null);
+      return response.ok ? (answer?.id ?? null) : null;
+    } catch (error) {
+      console.error(`Google stand-in: the mail catcher could not be reached: ${error}`);
+      return null;
+    }
+  }
+
+  async function gmailApi(request: Request, url: URL): Promise<Response> {
+    const match = url.pathname.match(/^\/gmail\/v1\/users\/([^/]+)\/(messages\/send|profile)$/);
+    const body = request.method === "POST" ? await request.json().catch(() => null) : null;
+    const account = authorized(request);
+    let recorded: unknown = body;
+    const answer = (response: Response) => {
+      record(request, url, recorded, account, response.status);
+      return response;
+    };
+    if (!match) return answer(googleError(404, "notFound", "Not Found", "NOT_FOUND"));
+    if (!account) {
+      return answer(googleError(
+        401,
+        "authError",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, " +
+          "login cookie or other valid authentication credential.",
+        "UNAUTHENTICATED",
+      ));
+    }
+    const userId = decodeURIComponent(match[1]);
+    if (userId !== "me" && userId.toLowerCase() !== account.email.toLowerCase()) {
+      return answer(googleError(
+        403,
+        "forbidden",
+        "Delegation denied for " + account.email,
+        "PERMISSION_DENIED",
+      ));
+    }
+    if (match[2] === "profile") {
+      if (request.method !== "GET") {
+        return answer(googleError(405, "httpMethodNotAllowed", "Method not allowed"));
+      }
+      return answer(Response.json({
+        emailAddress: account.email,
+        messagesTotal: account.gmailSent ?? 0,
+        threadsTotal: account.gmailSent ?? 0,
+        historyId: String(1000 + (account.gmailSent ?? 0)),
+      }));
+    }
+    if (request.method !== "POST") {
+      return answer(googleError(405, "httpMethodNotAllowed", "Method not allowed"));
+    }
+    // The raw message is recorded decoded, not as its base64url text.
+    recorded = { raw_size: typeof body?.raw === "string" ? body.raw.length : null };
+    const scripted = account.gmailErrors?.shift();
+    if (scripted) {
+      return answer(googleError(
+        scripted.code,
+        scripted.reason ?? "failedPrecondition",
+        scripted.message,
+        scripted.status,
+      ));
+    }
+    if (typeof body?.raw !== "string" || !body.raw) {
+      return answer(googleError(
+        400,
+        "invalidArgument",
+        "'raw' RFC822 payload message string or uploading message via /upload/* URL required",
+        "INVALID_ARGUMENT",
+      ));
+    }
+    const raw = new Uint8Array(Buffer.from(body.raw, "base64url"));
+    const parsed = await simpleParser(Buffer.from(raw));
+    const to = [
+      ...addressesOf(parsed.to),
+      ...addressesOf(parsed.cc),
+      ...addressesOf(parsed.bcc),
+    ];
+    if (to.length === 0) {
+      return answer(
+        googleError(400, "invalidArgument", "Recipient address required", "INVALID_ARGUMENT"),
+      );
+    }
+    const sender = parsed.from?.value[0];
+    const id = newGmailId();
+    account.gmailSent = (account.gmailSent ?? 0) + 1;
+    recorded = {
+      raw_size: body.raw.length,
+      id,
+      message: {
+        from: sender?.address ? { address: sender.address, name: sender.name || null } : null,
+        to,
+        subject: parsed.subject ?? "",
+        message_id: parsed.messageId ?? null,
+        text: parsed.text ?? "",
+        html: typeof parsed.html === "string" ? parsed.html : null,
+        attachments: parsed.attachments.map((file) => ({
+          filename: file.filename ?? null,
+          content_type: file.contentType,
+          size: file.size,
+          content_base64: Buffer.from(file.content).toString("base64"),
+        })),
+      },
+      mail_catcher_id: await handToCatcher(raw, sender?.address ?? account.email, to, account),
+    };
+    return answer(Response.json({ id, threadId: id, labelIds: ["SENT"] }));
+  }
+
   async function control(request: Request, url: URL): Promise<Response> {
     const action = url.pathname.slice("/_standin/".length);
     if (action === "health") return Response.json({ ok: true });
@@ -412,6 +581,20 @@ export function createGoogleStandIn(options: { stateFile?: string } = {}) {
       case "expire_tokens":
         account.accessTokens.clear();
         return Response.json({ ok: true });
+      case "gmail_errors": {
+        const errors = Array.isArray(body.errors) ? body.errors : [];
+        const valid = errors.every((e: ScriptedGmailError) =>
+          Number.isInteger(e?.code) && e.code >= 400 && e.code <= 599 &&
+          typeof e.status === "string" && typeof e.message === "string"
+        );
+        if (errors.length === 0 || !valid) {
+          return Response.json({
+            error: 'expected {"refresh_token", "errors": [{"code", "status", "message"}]}',
+          }, { status: 400 });
+        }
+        (account.gmailErrors ??= []).push(...errors);
+        return Response.json({ queued: account.gmailErrors.length });
+      }
       case "events": {
         const id = body.event?.id ?? newEventId();
         const existing = calendarOf(account, calendarId).get(id);
@@ -444,6 +627,8 @@ export function createGoogleStandIn(options: { stateFile?: string } = {}) {
       ? await control(request, url)
       : url.pathname === "/token" && request.method === "POST"
       ? await token(request, url)
+      : url.pathname.startsWith("/gmail/")
+      ? await gmailApi(request, url)
       : await calendarApi(request, url);
     if (request.method !== "GET") save();
     return response;
@@ -454,9 +639,10 @@ if (import.meta.main) {
   const port = Number(Deno.env.get("PORT"));
   if (!port) throw new Error("PORT must be set");
   const stateFile = Deno.env.get("GOOGLE_STATE_FILE") || undefined;
+  const mailCatcherUrl = Deno.env.get("MAIL_CATCHER_URL") || undefined;
   Deno.serve(
     { hostname: "127.0.0.1", port, onListen: () => {} },
-    createGoogleStandIn({ stateFile }),
+    createGoogleStandIn({ stateFile, mailCatcherUrl }),
   );
   console.log(`Google stand-in listening on http://127.0.0.1:${port}`);
 }

@@ -14,6 +14,9 @@
  *   `content_base64`; `DELETE /messages` forgets them all;
  * - `POST /messages/<id>/forward`: delivers it to its mailboxes' receivers again (a provider
  *   redelivering);
+ * - `POST /_standin/deliver {"raw_base64", "envelope": {"from", "to": [...]},
+ *   "authenticated_user"?}`: a message sent another way than SMTP (the Google stand-in's
+ *   Gmail API hands it here) is kept and forwarded as if it had come over SMTP; `{id}`;
  * - `POST /_standin/script {"stage": "rcpt"|"data", "code": 550, "message"?, "to"?}`: the next
  *   RCPT TO (of `to`, or any) or DATA (of a message to `to`, or any) is answered with that
  *   code instead;
@@ -88,6 +91,12 @@ interface KeptMessage {
   // Kept for the detail view only.
   raw: string;
   attachment_bytes: Uint8Array[];
+}
+
+/** How a message was handed over: over SMTP, or by another stand-in (Gmail's API). */
+interface Submission {
+  authenticatedUser: string | null;
+  envelope: { from: string | null; to: string[] };
 }
 
 interface ScriptedReply {
@@ -189,17 +198,23 @@ export async function startMailStandIn(options: MailStandInOptions) {
     return results;
   }
 
-  async function keep(raw: Buffer, session: SMTPServerSession): Promise<KeptMessage> {
+  /** The sender and recipients of an SMTP session (MAIL FROM, RCPT TO). */
+  const submissionOf = (session: SMTPServerSession): Submission => ({
+    authenticatedUser: typeof session.user === "string" ? session.user : null,
+    envelope: {
+      from: session.envelope.mailFrom ? session.envelope.mailFrom.address : null,
+      to: session.envelope.rcptTo.map((rcpt) => rcpt.address.toLowerCase()),
+    },
+  });
+
+  async function keep(raw: Buffer, submission: Submission): Promise<KeptMessage> {
     const parsed = await simpleParser(raw);
     const sender = parsed.from?.value[0];
     const message: KeptMessage = {
       id: `mail_${++sequence}_${crypto.randomUUID().slice(0, 8)}`,
       received_at: new Date().toISOString(),
-      authenticated_user: typeof session.user === "string" ? session.user : null,
-      envelope: {
-        from: session.envelope.mailFrom ? session.envelope.mailFrom.address : null,
-        to: session.envelope.rcptTo.map((rcpt) => rcpt.address.toLowerCase()),
-      },
+      authenticated_user: submission.authenticatedUser,
+      envelope: submission.envelope,
       from: sender?.address ? { address: sender.address, name: sender.name || null } : null,
       to: addressesOf(parsed.to),
       cc: addressesOf(parsed.cc),
@@ -258,7 +273,7 @@ export async function startMailStandIn(options: MailStandInOptions) {
           return callback(smtpError(scripted.code, scripted.message ?? "Scripted refusal"));
         }
         try {
-          const message = await keep(Buffer.concat(chunks), session);
+          const message = await keep(Buffer.concat(chunks), submissionOf(session));
           await forward(message);
           callback(null, `2.0.0 Ok: kept as ${message.id}`);
         } catch (error) {
@@ -316,6 +331,27 @@ export async function startMailStandIn(options: MailStandInOptions) {
         });
       }
       if (one[2] && method === "POST") return json({ forwarded: await forward(message) });
+    }
+    if (path === "/_standin/deliver" && method === "POST") {
+      const body = await bodyOf(request);
+      const to = body?.envelope?.to;
+      if (
+        typeof body?.raw_base64 !== "string" || !Array.isArray(to) ||
+        !to.every((address: unknown) => typeof address === "string")
+      ) {
+        return json({ error: 'expected {"raw_base64", "envelope": {"from", "to": [...]}}' }, 400);
+      }
+      const message = await keep(Buffer.from(body.raw_base64, "base64"), {
+        authenticatedUser: typeof body.authenticated_user === "string"
+          ? body.authenticated_user
+          : null,
+        envelope: {
+          from: typeof body.envelope.from === "string" ? body.envelope.from : null,
+          to: to.map((address: string) => address.toLowerCase()),
+        },
+      });
+      await forward(message);
+      return json({ id: message.id });
     }
     if (path === "/_standin/script" && method === "POST") {
       const body = await bodyOf(request);

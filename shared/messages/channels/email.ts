@@ -146,10 +146,11 @@ export const gmailCredentials = z.strictObject({
 });
 export type GmailCredentials = z.output<typeof gmailCredentials>;
 
-export const emailCredentials = z.discriminatedUnion("transport", [
-  smtpCredentials,
-  gmailCredentials,
-], { error: "'smtp' (the default when absent) or 'gmail'" });
+/** The transport read first, so an unknown one is an `enum` error naming `transport`. */
+export const emailCredentials = z.looseObject({
+  transport: z.enum(["smtp", "gmail"], { error: "'smtp' (the default when absent) or 'gmail'" })
+    .optional(),
+}).pipe(z.discriminatedUnion("transport", [smtpCredentials, gmailCredentials]));
 export type EmailCredentials = z.output<typeof emailCredentials>;
 
 const isGmail = (credentials: EmailCredentials): credentials is GmailCredentials =>
