@@ -5,15 +5,16 @@
  * Company ABC" (Google id abc123def456, both attendees accepted), which `list` shows as
  * evt_u8v9w0x1 with source google_calendar.
  *
- * Run at every start: the stand-in keeps its accounts in memory, so they are made again;
- * connection rows and the demo event are inserted only when missing (a connection's old
- * sync token is then refused by the new stand-in with 410, and the next sync lists all).
+ * The connection is a `google_calendar` integration, made through the API's own
+ * `integrations/connect` (so its credentials are sealed as any integration's, and the live
+ * one proves its grant against the stand-in).
+ *
+ * Run at every start: the stand-in's accounts are made again when it does not keep them;
+ * the integrations and the demo event are made only when missing (an integration's old sync
+ * token is then refused by a new stand-in with 410, and the next sync lists all).
  */
 import postgres from "postgres";
-import { sealSecrets } from "../shared/platform/secrets.ts";
-import { DEMO_ORGS } from "./demo.ts";
-
-const ENVIRONMENTS = ["live", "test"] as const;
+import { callIntegrations, DEMO_ORGS } from "./demo.ts";
 
 /** The refresh token of a demo organization's Google account in the stand-in. */
 export const demoRefreshToken = (orgId: string, environment: string) =>
@@ -42,42 +43,38 @@ async function standIn(baseUrl: string, control: string, body: unknown) {
   await response.body?.cancel();
 }
 
-/** Seals with the stack's key (this process has no BIVELIO_SECRETS_KEY of its own). */
-async function sealWith(secretsKey: string, value: unknown) {
-  const before = Deno.env.get("BIVELIO_SECRETS_KEY");
-  Deno.env.set("BIVELIO_SECRETS_KEY", secretsKey);
-  try {
-    return await sealSecrets(value);
-  } finally {
-    if (before === undefined) Deno.env.delete("BIVELIO_SECRETS_KEY");
-    else Deno.env.set("BIVELIO_SECRETS_KEY", before);
-  }
-}
-
 export async function connectDemoCalendars(
+  apiUrl: string,
   databaseUrl: string,
-  secretsKey: string,
+  orgs: { org_id: string; keys: { live_secret: string; test_secret: string } }[],
   googleBaseUrl: string,
 ) {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    for (const org of DEMO_ORGS) {
-      for (const environment of ENVIRONMENTS) {
+    for (const org of orgs) {
+      for (
+        const [environment, key] of [
+          ["live", org.keys.live_secret],
+          ["test", org.keys.test_secret],
+        ] as const
+      ) {
         const refreshToken = demoRefreshToken(org.org_id, environment);
         await standIn(googleBaseUrl, "accounts", {
           refresh_token: refreshToken,
           email: `calendar-${environment}@${org.org_id.replace(/_/g, "-")}.example`,
         });
-        const sealed = await sealWith(secretsKey, {
-          client_id: "bivelio-local-demo.apps.googleusercontent.com",
-          client_secret: "local-demo-client-secret",
-          refresh_token: refreshToken,
+        const { integrations } = await callIntegrations(apiUrl, key, "list", {
+          provider: "google_calendar",
         });
-        await sql`
-          insert into public.calendar_connections (org_id, environment, sealed_credentials)
-          values (${org.org_id}, ${environment}, ${sealed})
-          on conflict (org_id, environment) do nothing
-        `;
+        if (integrations.length > 0) continue;
+        await callIntegrations(apiUrl, key, "connect", {
+          provider: "google_calendar",
+          credentials: {
+            client_id: "bivelio-local-demo.apps.googleusercontent.com",
+            client_secret: "local-demo-client-secret",
+            refresh_token: refreshToken,
+          },
+        });
       }
     }
     const acme = DEMO_ORGS[0].org_id;

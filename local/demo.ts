@@ -87,7 +87,13 @@ function demoCredentials(n: number, orgId: string, mail: DemoStandIns["mail"]) {
   };
 }
 
-async function callApi(apiUrl: string, key: string, action: string, data: unknown) {
+/** Calls `integrations/<action>` with a demo key: the demo connects through the API itself. */
+export async function callIntegrations(
+  apiUrl: string,
+  key: string,
+  action: string,
+  data: unknown,
+) {
   const response = await fetch(`${apiUrl}/v1/integrations/${action}`, {
     method: "POST",
     headers: { "x-api-key": key, "content-type": "application/json" },
@@ -121,19 +127,19 @@ export async function connectDemoIntegrations(
       const credentials = demoCredentials(n, org.org_id, standIns.mail);
       const live: Record<string, { id: string; inbound_url: string }> = {};
       for (const key of [org.keys.live_secret, org.keys.test_secret]) {
-        const { integrations } = await callApi(standIns.apiUrl, key, "list", {});
-        for (const channel of ["whatsapp", "telegram", "email"] as const) {
-          const existing = integrations.find((i: { channel: string }) => i.channel === channel);
+        const { integrations } = await callIntegrations(standIns.apiUrl, key, "list", {});
+        for (const provider of ["whatsapp", "telegram", "email"] as const) {
+          const existing = integrations.find((i: { provider: string }) => i.provider === provider);
           const integration = existing
-            ? await callApi(standIns.apiUrl, key, "update", {
+            ? await callIntegrations(standIns.apiUrl, key, "update", {
               integration_id: existing.id,
-              credentials: credentials[channel],
+              credentials: credentials[provider],
             })
-            : await callApi(standIns.apiUrl, key, "connect", {
-              channel,
-              credentials: credentials[channel],
+            : await callIntegrations(standIns.apiUrl, key, "connect", {
+              provider,
+              credentials: credentials[provider],
             });
-          if (key === org.keys.live_secret) live[channel] = integration;
+          if (key === org.keys.live_secret) live[provider] = integration;
         }
       }
       const secretsOf = async <T>(integrationId: string): Promise<T> => {

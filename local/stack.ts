@@ -481,7 +481,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     log(`demo integrations could not be connected: ${(error as Error).message}`);
   }
   try {
-    await connectDemoCalendars(dbUrl, info.secrets_key, google.baseUrl);
+    await connectDemoCalendars(apiUrl, dbUrl, info.orgs, google.baseUrl);
     log("demo Google Calendar: connected to the Google stand-in");
   } catch (error) {
     log(`demo Google Calendar could not be connected: ${(error as Error).message}`);

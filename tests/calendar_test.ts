@@ -20,6 +20,23 @@ const GOOGLE = stack.google.base_url;
 const call = (key: string, action: string, data: Record<string, unknown>, suffix = action) =>
   api(`calendar/${suffix}`, { action, data }, { key });
 
+/** Connects Google Calendar as an integration (the one way to connect it). */
+const connectGoogle = (key: string, credentials: Record<string, unknown>) =>
+  api("integrations/connect", {
+    action: "connect",
+    data: { provider: "google_calendar", credentials },
+  }, { key });
+
+/** The environment's google_calendar integration as integrations/list shows it, or null. */
+async function googleIntegration(key: string) {
+  const listed = await api("integrations/list", {
+    action: "list",
+    data: { provider: "google_calendar" },
+  }, { key });
+  assert.equal(listed.status, 200, JSON.stringify(listed.body));
+  return listed.body.data.integrations[0] ?? null;
+}
+
 async function standIn(control: string, body?: unknown) {
   const response = await fetch(`${GOOGLE}/_standin/${control}`, {
     method: body === undefined ? "GET" : "POST",
@@ -68,7 +85,7 @@ async function orgWithGoogle(options: { ttl?: number } = {}) {
     email,
     ...(options.ttl ? { access_token_ttl: options.ttl } : {}),
   });
-  const connected = await call(key, "connect", {
+  const connected = await connectGoogle(key, {
     client_id: "test-client.apps.googleusercontent.com",
     client_secret: "test-client-secret",
     refresh_token: refreshToken,
@@ -239,11 +256,15 @@ test("calendar: times keep the offset they were given; a time without one is ref
 
 // ---- Google, both ways --------------------------------------------------------------------
 
-test("calendar: sync_to_google without a connection is 400 naming sync_to_google", async () => {
+test("calendar: sync_to_google without a Google integration is 400 naming sync_to_google and integrations/connect", async () => {
   const org = await createTestOrg();
   const response = await call(await org.key(), "create", event({ sync_to_google: true }));
   expectError(response, 400, "VALIDATION_ERROR");
   assert.equal(response.body.error.details.field, "sync_to_google");
+  assert.match(response.body.error.message, /integrations\/connect with provider google_calendar/);
+  const sync = await call(await org.key(), "sync", {});
+  expectError(sync, 400, "VALIDATION_ERROR");
+  assert.match(sync.body.error.message, /integrations\/connect/);
 });
 
 test("calendar: create, update and cancel follow in Google; Google's events and answers come back by sync tokens", async () => {
@@ -388,7 +409,7 @@ test("calendar: pg_cron's sync job brings Google's new events in through the wor
     `)[0], "the synced event");
   assert.deepEqual({ ...row }, { source: "google_calendar", title: "Booked in Google" });
   const [connection] = await db`
-    select sync_token, last_synced_at from public.calendar_connections where org_id = ${org.orgId}
+    select sync_token, last_synced_at from public.calendar_sync_state where org_id = ${org.orgId}
   `;
   assert.match(connection.sync_token, /^sync_/);
   assert.ok(connection.last_synced_at);
@@ -398,36 +419,39 @@ test("calendar: pg_cron's sync job brings Google's new events in through the wor
 
 test("calendar: the access token is cached sealed, refreshed when it expires and when Google refuses it", async () => {
   const { org, key, refreshToken, email } = await orgWithGoogle();
-  // connect proved the grant with one refresh.
+  // connect proved the grant with one refresh (not kept: connect holds no transaction then).
   assert.equal((await tokenGrants(email)).length, 1);
+  await call(key, "create", event({ sync_to_google: true }));
+  assert.equal((await tokenGrants(email)).length, 2);
   const [stored] = await db`
-    select sealed_credentials, sealed_access_token, access_token_expires_at
-    from public.calendar_connections where org_id = ${org.orgId}
+    select i.sealed_credentials, s.sealed_access_token, s.access_token_expires_at
+    from public.integrations i join public.calendar_sync_state s on s.integration_id = i.id
+    where i.org_id = ${org.orgId} and i.provider = 'google_calendar'
   `;
   assert.match(stored.sealed_credentials, /^v1\./);
   assert.match(stored.sealed_access_token, /^v1\./);
   assert.ok(!stored.sealed_credentials.includes(refreshToken));
   assert.ok(stored.access_token_expires_at > new Date());
 
-  // The cached token is used: no second grant.
+  // The cached token is used: no further grant.
   await call(key, "create", event({ sync_to_google: true }));
-  assert.equal((await tokenGrants(email)).length, 1);
+  assert.equal((await tokenGrants(email)).length, 2);
 
   // Expired (time moved in the database): refreshed before the call, and cached again.
   await db`
-    update public.calendar_connections set access_token_expires_at = now() - interval '1 minute'
+    update public.calendar_sync_state set access_token_expires_at = now() - interval '1 minute'
     where org_id = ${org.orgId}
   `;
   const second = await call(key, "create", event({ sync_to_google: true }));
   assert.equal(second.status, 200, JSON.stringify(second.body));
   const grants = await tokenGrants(email);
-  assert.equal(grants.length, 2);
-  assert.deepEqual(grants[1].body, {
+  assert.equal(grants.length, 3);
+  assert.deepEqual(grants[2].body, {
     grant_type: "refresh_token",
     client_id: "test-client.apps.googleusercontent.com",
   });
   const [refreshed] = await db`
-    select sealed_access_token, access_token_expires_at from public.calendar_connections
+    select sealed_access_token, access_token_expires_at from public.calendar_sync_state
     where org_id = ${org.orgId}
   `;
   assert.notEqual(refreshed.sealed_access_token, stored.sealed_access_token);
@@ -437,10 +461,10 @@ test("calendar: the access token is cached sealed, refreshed when it expires and
   await standIn("expire_tokens", { refresh_token: refreshToken });
   const third = await call(key, "sync", {});
   assert.equal(third.status, 200, JSON.stringify(third.body));
-  assert.equal((await tokenGrants(email)).length, 3);
+  assert.equal((await tokenGrants(email)).length, 4);
 });
 
-test("calendar: a revoked grant is 502 INTEGRATION_ERROR, marks the connection broken and leaves no event", async () => {
+test("calendar: a revoked grant is 502 INTEGRATION_ERROR, marks the integration broken (integrations/list) and leaves no event", async () => {
   const { org, key, refreshToken, email } = await orgWithGoogle();
   await standIn("revoke", { refresh_token: refreshToken });
   await standIn("expire_tokens", { refresh_token: refreshToken });
@@ -456,9 +480,10 @@ test("calendar: a revoked grant is 502 INTEGRATION_ERROR, marks the connection b
   `;
   assert.equal(count, 0, "the event is not left half made");
 
-  const status = await call(key, "connection", {});
-  assert.equal(status.body.data.connection.status, "broken");
-  assert.equal(status.body.data.connection.error.code, "INVALID_GRANT");
+  const broken = await googleIntegration(key);
+  assert.equal(broken.status, "broken");
+  assert.equal(broken.error.code, "INVALID_GRANT");
+  assert.equal(broken.error.provider_code, "invalid_grant");
 
   // Broken: refused at once, without asking Google.
   const before = (await googleRequests(email)).length;
@@ -470,37 +495,50 @@ test("calendar: a revoked grant is 502 INTEGRATION_ERROR, marks the connection b
   const local = await call(key, "create", event());
   assert.equal(local.status, 200, JSON.stringify(local.body));
 
-  // Connecting again with a working grant repairs it.
+  // A working grant given to the integration repairs it.
   const fresh = `rt-${crypto.randomUUID()}`;
   await standIn("accounts", { refresh_token: fresh, email });
-  const reconnected = await call(key, "connect", {
-    client_id: "c",
-    client_secret: "s",
-    refresh_token: fresh,
-  });
-  assert.equal(reconnected.body.data.connection.status, "connected");
+  const repaired = await api("integrations/update", {
+    action: "update",
+    data: {
+      integration_id: broken.id,
+      credentials: { client_id: "c", client_secret: "s", refresh_token: fresh },
+    },
+  }, { key });
+  assert.equal(repaired.status, 200, JSON.stringify(repaired.body));
+  assert.equal(repaired.body.data.status, "connected");
+  assert.equal(repaired.body.data.error, null);
+  assert.equal((await call(key, "sync", {})).status, 200);
 });
 
-test("calendar/connect: a refused refresh token is 400 naming it and stores nothing; credentials are never answered", async () => {
+test("integrations/connect google_calendar: a refused refresh token leaves it broken (502) with Google's answer; credentials are never answered", async () => {
   const org = await createTestOrg();
   const key = await org.key();
-  const response = await call(key, "connect", {
+  const response = await connectGoogle(key, {
     client_id: "c",
     client_secret: "s",
     refresh_token: "never-issued",
   });
-  expectError(response, 400, "VALIDATION_ERROR");
-  assert.equal(response.body.error.details.field, "refresh_token");
+  expectError(response, 502, "INTEGRATION_ERROR");
+  assert.equal(response.body.error.details.provider, "google_calendar");
   assert.equal(response.body.error.details.provider_code, "invalid_grant");
+  assert.equal(response.body.error.details.integration_status, "broken");
   assert.ok(!JSON.stringify(response.body).includes("never-issued"));
-  const status = await call(key, "connection", {});
-  assert.equal(status.body.data.connection, null);
+  const listed = await googleIntegration(key);
+  assert.equal(listed.status, "broken");
+  assert.equal(listed.id, response.body.error.details.integration_id);
+  // Calendar calls say it is broken, without asking Google.
+  const sync = await call(key, "sync", {});
+  expectError(sync, 502, "INTEGRATION_ERROR");
+  assert.equal(sync.body.error.details.connection_status, "broken");
 
   const { key: connectedKey, refreshToken } = await orgWithGoogle();
-  const shown = await call(connectedKey, "connection", {});
-  assert.equal(shown.body.data.connection.status, "connected");
-  assert.ok(!JSON.stringify(shown.body).includes(refreshToken));
-  assert.ok(!JSON.stringify(shown.body).includes("test-client-secret"));
+  const shown = await googleIntegration(connectedKey);
+  assert.equal(shown.status, "connected");
+  assert.equal(shown.name, "google_calendar");
+  assert.deepEqual(shown.public, { calendar_id: "primary" });
+  assert.ok(!JSON.stringify(shown).includes(refreshToken));
+  assert.ok(!JSON.stringify(shown).includes("test-client-secret"));
 });
 
 // ---- reminders and invitations by email --------------------------------------------------
@@ -693,7 +731,7 @@ test("calendar: sandbox Google calls are simulated and never reach Google", asyn
   const org = await createTestOrg();
   const key = await org.key({ environment: "test" });
   const refreshToken = `rt-${crypto.randomUUID()}`;
-  const connected = await call(key, "connect", {
+  const connected = await connectGoogle(key, {
     client_id: "c",
     client_secret: "s",
     refresh_token: refreshToken,
@@ -729,10 +767,10 @@ test("calendar: another organization's or environment's events are invisible", a
     expectError(await call(key, "cancel", { id }), 404, "RESOURCE_NOT_FOUND");
     const listed = await call(key, "list", {}, "events");
     assert.equal(listed.body.data.events.length, 0);
-    assert.equal((await call(key, "connection", {})).body.data.connection, null);
+    assert.equal(await googleIntegration(key), null);
   }
   // Row-level security on each table, as the API role sees them with another org's claims.
-  for (const table of ["calendar_events", "calendar_reminders", "calendar_connections"]) {
+  for (const table of ["calendar_events", "calendar_reminders", "calendar_sync_state"]) {
     const seen = await db.begin(async (tx) => {
       await tx`select set_config('request.jwt.claims', ${
         JSON.stringify({
@@ -813,30 +851,12 @@ negativeCases({
 });
 negativeCases({
   group: "calendar",
-  action: "connection",
-  scope: "read",
-  valid: {},
-  invalid: { data: { extra: 1 }, field: "extra" },
-});
-negativeCases({
-  group: "calendar",
-  action: "connect",
-  scope: "admin",
-  valid: async () => {
-    const refreshToken = `rt-${crypto.randomUUID()}`;
-    await standIn("accounts", { refresh_token: refreshToken });
-    return { client_id: "c", client_secret: "s", refresh_token: refreshToken };
-  },
-  invalid: { data: { client_id: "c", client_secret: "s" }, field: "refresh_token" },
-});
-negativeCases({
-  group: "calendar",
   action: "sync",
   scope: "write",
   valid: async (org) => {
     const refreshToken = `rt-${crypto.randomUUID()}`;
     await standIn("accounts", { refresh_token: refreshToken });
-    await call(await org.key(), "connect", {
+    await connectGoogle(await org.key(), {
       client_id: "c",
       client_secret: "s",
       refresh_token: refreshToken,

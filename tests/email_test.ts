@@ -237,7 +237,7 @@ async function connectedOrg() {
   const connected = await api("integrations/connect", {
     action: "connect",
     data: {
-      channel: "email",
+      provider: "email",
       credentials: {
         host: catcher.smtp_host,
         port: catcher.smtp_port,

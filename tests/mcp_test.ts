@@ -35,8 +35,47 @@ function startServer(options: GoogleSheetsServerOptions = {}) {
   };
 }
 
-const connect = (key: string, data: Record<string, unknown>) =>
-  api("mcp/connect", { action: "connect", data }, { key });
+/** The key's environment's `mcp` integration named `name`, or undefined. */
+async function mcpIntegration(key: string, name: string) {
+  const listed = await api("integrations/list", { action: "list", data: { provider: "mcp" } }, {
+    key,
+  });
+  assert.equal(listed.status, 200, JSON.stringify(listed.body));
+  return listed.body.data.integrations.find((i: { name: string }) => i.name === name) as
+    | { id: string; name: string; status: string; public: Record<string, unknown> }
+    | undefined;
+}
+
+/**
+ * Connects an MCP server as an `mcp` integration named `name` (integrations/connect), or
+ * gives the one of that name this URL and credentials (integrations/update).
+ */
+async function connect(
+  key: string,
+  data: { name: string; url: string; credentials?: Record<string, unknown> },
+) {
+  const credentials = { url: data.url, ...data.credentials };
+  const existing = await mcpIntegration(key, data.name);
+  return existing
+    ? await api("integrations/update", {
+      action: "update",
+      data: { integration_id: existing.id, credentials },
+    }, { key })
+    : await api("integrations/connect", {
+      action: "connect",
+      data: { provider: "mcp", name: data.name, credentials },
+    }, { key });
+}
+
+/** Disconnects the `mcp` integration named `name` (integrations/disconnect). */
+async function disconnect(key: string, name: string) {
+  const existing = await mcpIntegration(key, name);
+  assert.ok(existing, `${name} is connected`);
+  return await api("integrations/disconnect", {
+    action: "disconnect",
+    data: { integration_id: existing.id },
+  }, { key });
+}
 
 const run = (key: string, data: Record<string, unknown>, headers?: Record<string, string>) =>
   api("mcp/execute", { action: "execute", data }, { key, headers });
@@ -315,7 +354,7 @@ test("execute: Idempotency-Key replays the answer without calling the tool again
 // ---------------------------------------------------------------------------------------
 // Private addresses
 
-test("connect: a provider URL to a private address is 400 naming url", async () => {
+test("connect: a provider URL to a private address is 400 naming credentials.url", async () => {
   const org = await createTestOrg();
   const key = await org.key();
   for (
@@ -323,14 +362,14 @@ test("connect: a provider URL to a private address is 400 naming url", async () 
   ) {
     const response = await connect(key, { name: "internal", url });
     expectError(response, 400, "VALIDATION_ERROR");
-    assert.equal(response.body.error.details.field, "url");
+    assert.equal(response.body.error.details.field, "credentials.url");
     assert.equal(response.body.error.details.constraint, "forbidden_address", url);
   }
   const plain = await connect(key, { name: "internal", url: "http://93.184.216.34/mcp" });
   expectError(plain, 400, "VALIDATION_ERROR");
   assert.equal(plain.body.error.details.constraint, "https_required");
   const [{ count }] = await db<{ count: number }[]>`
-    select count(*)::int as count from public.mcp_providers where org_id = ${org.orgId}
+    select count(*)::int as count from public.integrations where org_id = ${org.orgId}
   `;
   assert.equal(count, 0);
 });
@@ -339,8 +378,8 @@ test("execute: a stored provider URL to a private address is refused at the call
   const org = await createTestOrg();
   // As if its name had resolved to a public address when it was saved.
   await db`
-    insert into public.mcp_providers (org_id, environment, name, url)
-    values (${org.orgId}, 'live', 'metadata', 'http://169.254.169.254/mcp')
+    insert into public.integrations (org_id, environment, provider, name, public)
+    values (${org.orgId}, 'live', 'mcp', 'metadata', '{"url": "http://169.254.169.254/mcp"}')
   `;
   const response = await run(await org.key(), { provider: "metadata", tool: "read_range" });
   expectError(response, 502, "INTEGRATION_ERROR");
@@ -396,7 +435,7 @@ test("sandbox: read-only tools are called; others are simulated, say so, and nev
 // ---------------------------------------------------------------------------------------
 // Providers, tools, executions
 
-test("providers: connected providers without their credentials; sealed at rest; replace and disconnect", async () => {
+test("providers: connected providers without their credentials; sealed at rest; disconnect through integrations", async () => {
   const { org, key, server } = await orgWithServer();
   try {
     const listed = await api("mcp/providers", { action: "providers", data: {} }, { key });
@@ -406,19 +445,20 @@ test("providers: connected providers without their credentials; sealed at rest; 
     assert.equal(listed.body.data.providers[0].url, server.url);
     assert.ok(!JSON.stringify(listed.body).includes(server.bearerToken));
     const [row] = await db<{ sealed_credentials: string }[]>`
-      select sealed_credentials from public.mcp_providers
-      where org_id = ${org.orgId} and environment = 'live'
+      select sealed_credentials from public.integrations
+      where org_id = ${org.orgId} and environment = 'live' and provider = 'mcp'
     `;
     assert.match(row.sealed_credentials, /^v1\./);
     assert.ok(!row.sealed_credentials.includes(server.bearerToken));
 
     const executed = await run(key, { provider: "sheets", tool: "read_range", parameters: READ });
     assert.equal(executed.status, 200);
-    const gone = await api("mcp/disconnect", {
-      action: "disconnect",
-      data: { provider: "sheets" },
-    }, { key });
-    assert.deepEqual(gone.body.data, { name: "sheets", disconnected: true });
+    const gone = await disconnect(key, "sheets");
+    assert.equal(gone.status, 200, JSON.stringify(gone.body));
+    assert.equal(gone.body.data.status, "disconnected");
+    assert.equal(gone.body.data.name, "sheets");
+    const none = await api("mcp/providers", { action: "providers", data: {} }, { key });
+    assert.deepEqual(none.body.data.providers, []);
     expectError(
       await run(key, { provider: "sheets", tool: "read_range", parameters: READ }),
       404,
@@ -513,10 +553,12 @@ test("isolation: another organization's or environment's providers and execution
       key: bKey,
     });
     assert.equal(bList.body.data.pagination.total, 0);
+    const aSheets = (await mcpIntegration(a.key, "sheets"))!;
     expectError(
-      await api("mcp/disconnect", { action: "disconnect", data: { provider: "sheets" } }, {
-        key: bKey,
-      }),
+      await api("integrations/disconnect", {
+        action: "disconnect",
+        data: { integration_id: aSheets.id },
+      }, { key: await b.key({ scopes: ["admin"] }) }),
       404,
       "RESOURCE_NOT_FOUND",
     );
@@ -531,9 +573,7 @@ test("isolation: another organization's or environment's providers and execution
       "RESOURCE_NOT_FOUND",
     );
     // Disconnecting the sandbox provider leaves the live one.
-    await api("mcp/disconnect", { action: "disconnect", data: { provider: "sheets" } }, {
-      key: a.testKey,
-    });
+    assert.equal((await disconnect(a.testKey, "sheets")).status, 200);
     const still = await run(a.key, { provider: "sheets", tool: "read_range", parameters: READ });
     assert.equal(still.status, 200);
   } finally {
@@ -716,28 +756,6 @@ negativeCases({
   scope: "read",
   valid: async (org) => ({ provider: await demoProviderFor(org) }),
   invalid: { data: { provider: "" }, field: "provider" },
-});
-negativeCases({
-  group: "mcp",
-  action: "connect",
-  otherSuffix: "execute",
-  scope: "admin",
-  valid: {
-    name: "google_sheets",
-    url: stack.mcp_google_sheets.url,
-    credentials: { bearer_token: stack.mcp_google_sheets.bearer_token },
-  },
-  invalid: { data: { name: "sheets", url: "ftp://example.com/mcp" }, field: "url" },
-});
-negativeCases({
-  group: "mcp",
-  action: "disconnect",
-  otherSuffix: "execute",
-  scope: "admin",
-  valid: async (org) => ({
-    provider: await demoProviderFor(org, `p_${crypto.randomUUID().slice(0, 8)}`),
-  }),
-  invalid: { data: { provider: 42 }, field: "provider" },
 });
 negativeCases({
   group: "mcp",

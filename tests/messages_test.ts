@@ -111,10 +111,16 @@ test("demo data: local.json lists each demo organization's integrations, and the
       key: org.keys.live_secret,
     });
     assert.deepEqual(
-      connected.body.data.integrations.map((i: { channel: string; status: string }) =>
-        `${i.channel}:${i.status}`
-      ).sort(),
-      ["email:connected", "telegram:connected", "whatsapp:connected"],
+      connected.body.data.integrations.map((
+        i: { provider: string; name: string; status: string },
+      ) => `${i.provider}:${i.name}:${i.status}`).sort(),
+      [
+        "email:email:connected",
+        "google_calendar:google_calendar:connected",
+        "mcp:google_sheets:connected",
+        "telegram:telegram:connected",
+        "whatsapp:whatsapp:connected",
+      ],
     );
   }
   const acmeLive = acme.integrations!;

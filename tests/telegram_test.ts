@@ -272,8 +272,10 @@ async function connectedBot(): Promise<ConnectedBot> {
     async (tx) => {
       const receiver = await registerReceiver(tx, { kind: telegramReceiverKind, secrets });
       const [{ id }] = await tx<{ id: string }[]>`
-        insert into public.integrations (channel, sealed_credentials, public, receiver_id)
-        values ('telegram', ${sealed}, ${tx.json({ bot_id: String(bot.id) })}, ${receiver.id})
+        insert into public.integrations (provider, name, sealed_credentials, public, receiver_id)
+        values ('telegram', 'telegram', ${sealed}, ${
+        tx.json({ bot_id: String(bot.id) })
+      }, ${receiver.id})
         returning id
       `;
       return { receiver, integrationId: id };

@@ -260,7 +260,7 @@ async function connectWhatsApp(options: { autoStatuses?: boolean } = {}): Promis
   const connected = await api("integrations/connect", {
     action: "connect",
     data: {
-      channel: "whatsapp",
+      provider: "whatsapp",
       credentials: {
         phone_number_id: credentials.phone_number_id,
         access_token: credentials.access_token,
@@ -336,7 +336,7 @@ test("whatsapp receiver: Meta's GET verification answers the challenge only with
 
   const ok = await verify({
     "hub.mode": "subscribe",
-    "hub.verify_token": connected.credentials.verify_token,
+    "hub.verify_token": connected.credentials.verify_token!,
     "hub.challenge": "1158201444",
   });
   assert.equal(ok.status, 200);
@@ -354,7 +354,7 @@ test("whatsapp receiver: Meta's GET verification answers the challenge only with
       },
       {
         "hub.mode": "unsubscribe",
-        "hub.verify_token": connected.credentials.verify_token,
+        "hub.verify_token": connected.credentials.verify_token!,
         "hub.challenge": "1",
       },
     ]
@@ -408,7 +408,7 @@ test("whatsapp receiver: missing, bad and replayed signatures are 401 and store 
     assert.equal(answer.body.error.code, "AUTH_INVALID_TOKEN");
   }
   // Signed with another integration's app secret, or with the verify token.
-  for (const secret of [stranger.credentials.app_secret, connected.credentials.verify_token]) {
+  for (const secret of [stranger.credentials.app_secret, connected.credentials.verify_token!]) {
     const answer = await standIn("inbound", {
       receiver_url: connected.inboundUrl,
       app_secret: secret,

@@ -1,15 +1,9 @@
 /**
  * POST /v1/calendar[/<action>]: events (the spec's `list` at /events and `create`, plus
- * get, update, cancel), Google Calendar sync on demand, and the Google connection.
+ * get, update, cancel), and Google Calendar sync on demand. Google Calendar is connected
+ * through the integrations group (provider google_calendar).
  */
 import { createGroupApp, defineAction, FailedAfterRecord } from "../platform/app.ts";
-import {
-  callGoogle,
-  connectionOf,
-  findConnection,
-  type GoogleCall,
-  saveConnection,
-} from "./connection.ts";
 import { eventOf, findEvent, listEvents } from "./events.ts";
 import {
   callCancel,
@@ -29,8 +23,6 @@ import {
 import {
   byEventId,
   calendarEvent,
-  connectInput,
-  connectionStatus,
   createdEvent,
   createEventInput,
   eventList,
@@ -39,37 +31,7 @@ import {
   updateEventInput,
 } from "./schemas.ts";
 import { z } from "zod";
-import { ApiError } from "../platform/errors.ts";
-import type { GoogleCalendarError } from "./google.ts";
 import type { CallOutcome } from "../platform/app.ts";
-
-/**
- * Google refusing what `connect` was given is the caller's input (400 naming the field);
- * Google unreachable or failing stays 502. Nothing is stored either way.
- */
-function connectRefusal(error: GoogleCalendarError): ApiError {
-  const field = error.revoked || error.status === 400 || error.status === 401
-    ? "refresh_token"
-    : error.status === 404 || error.status === 403
-    ? "calendar_id"
-    : null;
-  if (!field) return error.toApiError();
-  return new ApiError(
-    "VALIDATION_ERROR",
-    field === "refresh_token"
-      ? "Google refused the refresh token (or the OAuth client it was granted to): " +
-        `${error.providerMessage}`
-      : `Google refused access to the calendar: ${error.providerMessage}`,
-    {
-      details: {
-        field,
-        constraint: "refused_by_google",
-        provider: "google_calendar",
-        provider_code: error.reason ?? error.status,
-      },
-    },
-  );
-}
 
 /** The record phase's answer: the value, or its error once the record commits. */
 async function answer<Called, T>(
@@ -148,52 +110,6 @@ export const actions = [
     call: (connection, { signal }) => callSync(connection, signal),
     record: (outcome, { tx, prepared }) =>
       answer(outcome, (called) => recordSync(tx, prepared, called)),
-  }),
-  defineAction({
-    name: "connect",
-    summary: "Connect Google Calendar with an OAuth refresh token (checked with Google first)",
-    scope: "admin",
-    mutates: true,
-    input: connectInput,
-    output: connectionStatus,
-    handler: ({ data, principal }) =>
-      Promise.resolve({
-        id: "new",
-        calendarId: data.calendar_id,
-        environment: principal.environment,
-        credentials: data,
-        cached: null,
-        syncToken: null,
-      }),
-    // A real call proves the grant and the calendar before anything is stored.
-    call: (connection, { signal }) =>
-      callGoogle(
-        connection,
-        async (session, calendarId) => {
-          const now = new Date().toISOString();
-          await session.list(calendarId, { timeMin: now, timeMax: now });
-        },
-        signal,
-      ),
-    record: async (outcome, { tx, data }) => {
-      if (!outcome.ok) throw outcome.error;
-      const call = outcome.value as GoogleCall<void>;
-      if (!call.outcome.ok) return new FailedAfterRecord(connectRefusal(call.outcome.error));
-      const row = await saveConnection(tx, data, call.token);
-      return { connection: connectionOf(row) };
-    },
-  }),
-  defineAction({
-    name: "connection",
-    summary: "The Google Calendar connection of this environment (never its credentials)",
-    scope: "read",
-    mutates: false,
-    input: z.strictObject({}),
-    output: connectionStatus,
-    handler: async ({ tx }) => {
-      const row = await findConnection(tx);
-      return { connection: row ? connectionOf(row) : null };
-    },
   }),
 ];
 

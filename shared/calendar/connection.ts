@@ -1,20 +1,18 @@
 /**
- * The organization's Google Calendar connection (public.calendar_connections, one per
- * organization and environment): its sealed credentials and cached access token, and the
- * one way every Google call is made and recorded:
+ * The organization's Google Calendar connection: its `google_calendar` integration
+ * (public.integrations, connected through integrations/connect; one per organization and
+ * environment) with the calendar's own sync state beside it (public.calendar_sync_state:
+ * the cached access token, the sync token, the calendar). And the one way every Google call
+ * is made and recorded:
  *
  *   openConnection (phase 1, in the transaction) → callGoogle (no transaction) →
- *   recordGoogleCall (phase 3: the new access token cached, or the connection broken)
- *
- * (A later step folds this table into the integrations group; see the migration.)
+ *   recordGoogleCall (phase 3: the new access token cached, or the integration broken)
  */
-import type { z } from "zod";
 import type { Tx } from "../platform/db.ts";
 import type { Environment } from "../platform/environment.ts";
 import { ApiError, invalidField } from "../platform/errors.ts";
 import { clientFor } from "../platform/providers.ts";
 import { openSecrets, sealSecrets } from "../platform/secrets.ts";
-import { isoTimestamp } from "../platform/time.ts";
 import {
   type CachedAccessToken,
   googleCalendar,
@@ -22,9 +20,9 @@ import {
   type GoogleCalendarSession,
   type GoogleCredentials,
 } from "./google.ts";
-import type { calendarConnection, connectInput } from "./schemas.ts";
 
 export interface ConnectionRow {
+  /** The integration's id. */
   id: string;
   calendar_id: string;
   status: "connected" | "broken";
@@ -34,8 +32,6 @@ export interface ConnectionRow {
   sync_token: string | null;
   last_synced_at: Date | null;
   error: { code: string; message: string } | null;
-  created_at: Date;
-  updated_at: Date;
 }
 
 /** A connection opened for a call: what the call phase needs, no transaction. */
@@ -48,22 +44,17 @@ export interface OpenConnection {
   syncToken: string | null;
 }
 
+/** The environment's Google Calendar integration with its sync state, or null. */
 export const findConnection = async (tx: Tx, options: { lock?: boolean } = {}) =>
   (await tx<ConnectionRow[]>`
-    select * from public.calendar_connections
-    ${options.lock ? tx`for update` : tx``}
+    select i.id, i.status, i.sealed_credentials, i.error,
+           coalesce(s.calendar_id, i.public ->> 'calendar_id', 'primary') as calendar_id,
+           s.sealed_access_token, s.access_token_expires_at, s.sync_token, s.last_synced_at
+    from public.integrations i
+    left join public.calendar_sync_state s on s.integration_id = i.id
+    where i.provider = 'google_calendar' and i.status <> 'disconnected'
+    ${options.lock ? tx`for update of i` : tx``}
   `)[0] ?? null;
-
-export const connectionOf = (row: ConnectionRow): z.input<typeof calendarConnection> => ({
-  id: row.id,
-  provider: "google_calendar",
-  calendar_id: row.calendar_id,
-  status: row.status,
-  last_synced_at: isoTimestamp(row.last_synced_at),
-  error: row.error ? { code: row.error.code, message: row.error.message } : null,
-  created_at: isoTimestamp(row.created_at),
-  updated_at: isoTimestamp(row.updated_at),
-});
 
 /** The connection as a call needs it; refuses when there is none or it is broken. */
 export async function openConnection(
@@ -76,14 +67,22 @@ export async function openConnection(
       field,
       "not_connected",
       "Google Calendar is not connected in this environment: connect it first " +
-        "(calendar/connect with an OAuth refresh token).",
+        "(integrations/connect with provider google_calendar and an OAuth refresh token).",
     );
   }
   if (row.status === "broken") {
     throw new ApiError(
       "INTEGRATION_ERROR",
-      "The Google Calendar connection is broken (Google refused its grant): connect it again.",
-      { details: { provider: "google_calendar", connection_status: "broken", error: row.error } },
+      "The Google Calendar integration is broken (Google refused its grant): give it a new " +
+        "refresh token (integrations/update) or connect it again.",
+      {
+        details: {
+          provider: "google_calendar",
+          integration_id: row.id,
+          connection_status: "broken",
+          error: row.error,
+        },
+      },
     );
   }
   const credentials = await openSecrets<GoogleCredentials>(row.sealed_credentials);
@@ -144,18 +143,27 @@ export async function recordGoogleCall(
   const token = call.token;
   if (token && token.access_token !== connection.cached?.access_token) {
     await tx`
-      update public.calendar_connections
-      set sealed_access_token = ${await sealSecrets(token.access_token)},
-          access_token_expires_at = ${new Date(token.expires_at)}, updated_at = now()
-      where id = ${connection.id}
+      insert into public.calendar_sync_state
+        (integration_id, calendar_id, sealed_access_token, access_token_expires_at)
+      values (${connection.id}, ${connection.calendarId},
+              ${await sealSecrets(token.access_token)}, ${new Date(token.expires_at)})
+      on conflict (integration_id) do update
+      set sealed_access_token = excluded.sealed_access_token,
+          access_token_expires_at = excluded.access_token_expires_at, updated_at = now()
     `;
   }
   if (call.outcome.ok) return null;
   const error = call.outcome.error;
   if (error.revoked) {
     await tx`
-      update public.calendar_connections
-      set status = 'broken', sealed_access_token = null, access_token_expires_at = null,
+      update public.calendar_sync_state
+      set sealed_access_token = null, access_token_expires_at = null, updated_at = now()
+      where integration_id = ${connection.id}
+    `;
+    // Visible in integrations/list until the grant is given again.
+    await tx`
+      update public.integrations
+      set status = 'broken',
           error = ${
       tx.json({
         code: "INVALID_GRANT",
@@ -164,39 +172,8 @@ export async function recordGoogleCall(
         provider_message: error.providerMessage,
       })
     }, updated_at = now()
-      where id = ${connection.id}
+      where id = ${connection.id} and status <> 'disconnected'
     `;
   }
   return error.toApiError();
-}
-
-/** Stores a new connection (replacing the environment's one), its credentials sealed. */
-export async function saveConnection(
-  tx: Tx,
-  input: z.output<typeof connectInput>,
-  token: CachedAccessToken | null,
-): Promise<ConnectionRow> {
-  const sealed = await sealSecrets(
-    {
-      client_id: input.client_id,
-      client_secret: input.client_secret,
-      refresh_token: input.refresh_token,
-    } satisfies GoogleCredentials,
-  );
-  const sealedToken = token ? await sealSecrets(token.access_token) : null;
-  const [row] = await tx<ConnectionRow[]>`
-    insert into public.calendar_connections
-      (calendar_id, sealed_credentials, sealed_access_token, access_token_expires_at)
-    values (${input.calendar_id}, ${sealed}, ${sealedToken},
-            ${token ? new Date(token.expires_at) : null})
-    on conflict (org_id, environment) do update
-    set calendar_id = excluded.calendar_id, status = 'connected',
-        sealed_credentials = excluded.sealed_credentials,
-        sealed_access_token = excluded.sealed_access_token,
-        access_token_expires_at = excluded.access_token_expires_at,
-        -- Another account or calendar: the next sync starts from a full listing.
-        sync_token = null, error = null, updated_at = now()
-    returning *
-  `;
-  return row;
 }

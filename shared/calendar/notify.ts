@@ -34,7 +34,7 @@ export async function prepareEmails(
   environment: Environment,
 ): Promise<PreparedSend[] | null> {
   const [integration] = await tx`
-    select 1 from public.integrations where channel = 'email' and status <> 'disconnected'
+    select 1 from public.integrations where provider = 'email' and status <> 'disconnected'
   `;
   if (!integration) return null;
   const prepared: PreparedSend[] = [];

@@ -351,7 +351,7 @@ export async function recordSync(
   call: GoogleCall<SyncCall>,
 ): Promise<Recorded<SyncResult>> {
   // One sync records at a time per connection.
-  await tx`select 1 from public.calendar_connections where id = ${connection.id} for update`;
+  await tx`select 1 from public.integrations where id = ${connection.id} for update`;
   const failure = await recordGoogleCall(tx, connection, call);
   if (failure || !call.outcome.ok) return { ok: false, error: failure! };
   const pulled = call.outcome.value;
@@ -367,9 +367,11 @@ export async function recordSync(
   }
   const applied = await applyGoogleEvents(tx, connection.calendarId, pulled.items);
   const [{ last_synced_at }] = await tx<{ last_synced_at: Date }[]>`
-    update public.calendar_connections
-    set sync_token = ${pulled.nextSyncToken}, last_synced_at = now(), updated_at = now()
-    where id = ${connection.id}
+    insert into public.calendar_sync_state
+      (integration_id, calendar_id, sync_token, last_synced_at)
+    values (${connection.id}, ${connection.calendarId}, ${pulled.nextSyncToken}, now())
+    on conflict (integration_id) do update
+    set sync_token = excluded.sync_token, last_synced_at = now(), updated_at = now()
     returning last_synced_at
   `;
   return {

@@ -1,6 +1,7 @@
 /**
  * The calendar group's inputs and answers: the spec's `list` (suffix `events`) and `create`,
- * plus get, update, cancel, sync and the Google connection (connect, connection).
+ * plus get, update, cancel and sync (Google Calendar is connected through the integrations
+ * group).
  */
 import { z } from "zod";
 import { prefixedId } from "../platform/ids.ts";
@@ -111,7 +112,8 @@ export type ListEvents = z.output<typeof listEventsInput>;
 
 export const byEventId = z.strictObject({ id: eventId });
 
-export const connectInput = z.strictObject({
+/** What `integrations/connect` takes for `provider: "google_calendar"`. */
+export const googleCalendarCredentials = z.strictObject({
   /** The OAuth client the refresh token was granted to. */
   client_id: z.string().trim().min(1).max(500),
   client_secret: z.string().trim().min(1).max(500),
@@ -119,6 +121,7 @@ export const connectInput = z.strictObject({
   refresh_token: z.string().trim().min(1).max(2000),
   calendar_id: z.string().min(1).max(1024).default("primary"),
 });
+export type GoogleCalendarCredentials = z.output<typeof googleCalendarCredentials>;
 
 export const calendarEvent = z.strictObject({
   id: eventId,
@@ -163,18 +166,3 @@ export const syncResult = z.strictObject({
   full_sync: z.boolean(),
   last_synced_at: timestamp,
 }).meta({ id: "CalendarSyncResult" });
-
-export const calendarConnection = z.strictObject({
-  id: z.string(),
-  provider: z.literal("google_calendar"),
-  calendar_id: z.string(),
-  status: z.enum(["connected", "broken"]),
-  last_synced_at: timestamp.nullable(),
-  error: z.strictObject({ code: z.string(), message: z.string() }).nullable(),
-  created_at: timestamp,
-  updated_at: timestamp,
-}).meta({ id: "CalendarConnection" });
-
-export const connectionStatus = z.strictObject({
-  connection: calendarConnection.nullable(),
-}).meta({ id: "CalendarConnectionStatus" });

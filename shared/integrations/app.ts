@@ -1,13 +1,15 @@
 import { createGroupApp, defineAction } from "../platform/app.ts";
 import {
-  disconnectIntegration,
+  finishDisconnect,
   finishSetup,
   finishTest,
   getIntegration,
   listIntegrations,
   runSetup,
+  runTeardown,
   runTest,
   startConnect,
+  startDisconnect,
   startTest,
   startUpdate,
 } from "./integrations.ts";
@@ -21,11 +23,10 @@ import {
   updateInput,
 } from "./schemas.ts";
 
-const sandbox = (environment: string) => environment === "test";
-
 /**
- * POST /v1/integrations[/<action>]: the channels an organization connects (settings/
- * integrations). Admin scope: credentials go in here.
+ * POST /v1/integrations[/<action>]: every service an organization connects (settings/
+ * integrations): WhatsApp, Telegram, email, Google Calendar and MCP servers (kinds.ts).
+ * Admin scope: credentials go in here.
  */
 export const actions = [
   defineAction({
@@ -48,15 +49,17 @@ export const actions = [
   }),
   defineAction({
     name: "connect",
-    summary: "Connect a channel: credentials sealed, a receiver for inbound traffic, the " +
-      "provider set up (Telegram's webhook); a provider refusal leaves it broken (502)",
+    summary: "Connect a provider (whatsapp, telegram, email, google_calendar, or an mcp " +
+      "server by name): credentials sealed, a receiver for inbound traffic, the provider " +
+      "set up or the grant proved (Telegram's webhook, Google's token); a provider refusal " +
+      "leaves it broken (502)",
     scope: "admin",
     mutates: true,
-    // Email's answer holds the inbound signing secret, shown once: never stored for replay.
+    // Secrets shown once (email's signing secret, WhatsApp's verify token): no replay.
     replayable: false,
     input: connectInput,
     output: integration,
-    handler: ({ tx, data, principal }) => startConnect(tx, data, sandbox(principal.environment)),
+    handler: ({ tx, data, principal }) => startConnect(tx, data, principal.environment),
     call: (prepared, { signal }) => runSetup(prepared, signal),
     record: (outcome, { tx, prepared }) => finishSetup(tx, prepared, outcome),
   }),
@@ -68,18 +71,22 @@ export const actions = [
     replayable: false,
     input: updateInput,
     output: integration,
-    handler: ({ tx, data, principal }) => startUpdate(tx, data, sandbox(principal.environment)),
+    handler: ({ tx, data, principal }) => startUpdate(tx, data, principal.environment),
     call: (prepared, { signal }) => runSetup(prepared, signal),
     record: (outcome, { tx, prepared }) => finishSetup(tx, prepared, outcome),
   }),
   defineAction({
     name: "disconnect",
-    summary: "Disconnect: its receiver stops answering; its messages are kept",
+    summary: "Disconnect: its receiver stops answering, the provider is told to stop " +
+      "(Telegram's deleteWebhook; a refusal is kept in `error`); its messages are kept",
     scope: "admin",
     mutates: true,
     input: byIntegrationId,
     output: integration,
-    handler: ({ tx, data }) => disconnectIntegration(tx, data.integration_id),
+    handler: ({ tx, data, principal }) =>
+      startDisconnect(tx, data.integration_id, principal.environment),
+    call: (prepared, { signal }) => runTeardown(prepared, signal),
+    record: (outcome, { tx, prepared }) => finishDisconnect(tx, prepared, outcome),
   }),
   defineAction({
     name: "test",
@@ -88,8 +95,7 @@ export const actions = [
     mutates: true,
     input: byIntegrationId,
     output: testedIntegration,
-    handler: ({ tx, data, principal }) =>
-      startTest(tx, data.integration_id, sandbox(principal.environment)),
+    handler: ({ tx, data, principal }) => startTest(tx, data.integration_id, principal.environment),
     call: (prepared, { signal }) => runTest(prepared, signal),
     record: (outcome, { tx, prepared }) => finishTest(tx, prepared, outcome),
   }),

@@ -1,38 +1,47 @@
 /**
- * Integrations: the messaging channels an organization connects per environment. The
- * credentials are checked by the channel's schema, sealed (shared/platform/secrets.ts)
- * before they reach the database, and never answered, logged or put in an error; answers
- * show the channel's public part and the inbound URL of the integration's receiver.
+ * Integrations: every third-party service an organization connects per environment (the
+ * messaging channels, Google Calendar, MCP servers; kinds.ts). The credentials are checked
+ * by the kind's schema, sealed (shared/platform/secrets.ts) before they reach the database,
+ * and never answered, logged or put in an error; answers show the kind's public part and the
+ * inbound URL of the integration's receiver.
  *
- * `connect` and `update` run in three phases when the channel has setup to do at the
- * provider (Telegram's setWebhook): the integration and its receiver are stored, the call
- * is made with no transaction held, and its outcome is recorded: a refusal leaves the
- * integration `broken` with the provider's code and message, answered 502.
+ * The actions that reach the provider run in three phases (shared/platform/app.ts): the
+ * change is stored, the call is made with no transaction held, and its outcome recorded.
+ * - connect, update: setup or proof at the provider (Telegram's setWebhook, Google's token
+ *   refresh); a refusal leaves the integration `broken` with the provider's code and
+ *   message, answered 502.
+ * - disconnect: the receiver disabled, then the provider told to stop (Telegram's
+ *   deleteWebhook); a refusal is recorded in `error` and answered, the disconnect stays.
+ * - test: a real call that proves the credentials.
+ * Sandbox (test environment) integrations call no provider.
  */
 import type { z } from "zod";
 import { FailedAfterRecord } from "../platform/app.ts";
 import type { Tx } from "../platform/db.ts";
+import type { Environment } from "../platform/environment.ts";
 import { ApiError, invalidField, notFound } from "../platform/errors.ts";
 import { receiverUrl, registerReceiver, updateReceiver } from "../platform/receiver.ts";
 import { openSecrets, sealSecrets } from "../platform/secrets.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { validationError } from "../platform/validation.ts";
-import type { ChannelName } from "../messages/channel.ts";
-import { type AnyChannel, channelOf } from "../messages/channels.ts";
 import { apiErrorOfCall, storedErrorOf } from "../messages/messages.ts";
+import { type AnyKind, type IntegrationReceiver, kindOf } from "./kinds.ts";
 import type {
   ConnectInput,
   integration,
   integrationList,
+  ProviderName,
   testedIntegration,
   UpdateInput,
 } from "./schemas.ts";
 
 interface IntegrationRow {
   id: string;
-  channel: ChannelName;
+  provider: ProviderName;
+  name: string;
   status: "connected" | "broken" | "disconnected";
-  sealed_credentials: string;
+  /** Null only for an MCP server connected without credentials before the fold. */
+  sealed_credentials: string | null;
   public: Record<string, unknown>;
   receiver_id: string | null;
   error: Record<string, unknown> | null;
@@ -42,15 +51,19 @@ interface IntegrationRow {
 }
 
 const columns = (tx: Tx) =>
-  tx`id, channel, status, sealed_credentials, public, receiver_id, error, created_at,
+  tx`id, provider, name, status, sealed_credentials, public, receiver_id, error, created_at,
      updated_at, disconnected_at`;
+
+/** The sandbox never reaches a provider. */
+const simulatedIn = (environment: Environment) => environment === "test";
 
 /** The API's representation: never the sealed credentials. */
 export function integrationToApi(row: IntegrationRow): z.input<typeof integration> {
-  const kind = channelOf(row.channel).receiverKind?.kind;
+  const kind = kindOf(row.provider).receiverKind?.kind;
   return {
     id: row.id,
-    channel: row.channel,
+    provider: row.provider,
+    name: row.name,
     status: row.status,
     public: row.public,
     inbound_url: kind && row.receiver_id && row.status !== "disconnected"
@@ -74,11 +87,11 @@ async function findIntegration(tx: Tx, id: string, options: { lock?: boolean } =
 
 export async function listIntegrations(
   tx: Tx,
-  query: { channel?: ChannelName; include_disconnected: boolean },
+  query: { provider?: ProviderName; include_disconnected: boolean },
 ): Promise<z.input<typeof integrationList>> {
   const rows = await tx<IntegrationRow[]>`
     select ${columns(tx)} from public.integrations
-    where (${query.channel ?? null}::text is null or channel = ${query.channel ?? null})
+    where (${query.provider ?? null}::text is null or provider = ${query.provider ?? null})
       and (${query.include_disconnected} or status <> 'disconnected')
     order by created_at desc, id desc
   `;
@@ -88,119 +101,180 @@ export async function listIntegrations(
 export const getIntegration = async (tx: Tx, id: string) =>
   integrationToApi(await findIntegration(tx, id));
 
-/** The credentials as the channel's schema takes them, or a 400 naming `credentials.<field>`. */
-function parseCredentials(channel: AnyChannel, credentials: unknown): unknown {
-  const result = channel.credentials.safeParse(credentials);
+/** The credentials as the kind's schema takes them, or a 400 naming `credentials.<field>`. */
+function parseCredentials(kind: AnyKind, credentials: unknown): unknown {
+  const result = kind.credentials.safeParse(credentials);
   if (result.success) return result.data;
   // The message names the field and the rule, never the value given.
   throw validationError(result.error.issues[0], credentials, "credentials", ["credentials"]);
+}
+
+/** What is sealed of the credentials (all, unless the kind keeps a public part aside). */
+const sealedOf = (kind: AnyKind, credentials: unknown) =>
+  sealSecrets(kind.sealedPart ? kind.sealedPart(credentials) : credentials);
+
+/** The credentials again, from a row: opened, and completed from the public part. */
+async function credentialsOf(
+  kind: AnyKind,
+  row: Pick<IntegrationRow, "sealed_credentials" | "public">,
+) {
+  const sealed = row.sealed_credentials ? await openSecrets(row.sealed_credentials) : null;
+  return kind.credentialsFrom ? kind.credentialsFrom(sealed, row.public) : sealed;
+}
+
+/** MCP servers are named; the others are named after their provider. */
+function nameOf(kind: AnyKind, name: string | undefined): string {
+  if (kind.multiple) {
+    if (name) return name;
+    throw invalidField(
+      "name",
+      "required",
+      `The 'name' field is required for ${kind.provider}: the name calls use ` +
+        "(mcp/execute's `provider`, such as google_sheets).",
+    );
+  }
+  if (name === undefined || name === kind.provider) return kind.provider;
+  throw invalidField(
+    "name",
+    "not_allowed",
+    `A ${kind.provider} integration is one per environment and takes no name.`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------
 // connect and update: store, set up at the provider, record
 // ---------------------------------------------------------------------------------------
 
-/**
- * The receiver secret a channel's user must configure at their side, answered once by
- * connect/update: inbound email's relay signs with it, when BiVelio made it (one the user
- * gave as `inbound_secret` is a credential: never answered). WhatsApp's secrets are the
- * user's own; Telegram's is given to Telegram by setWebhook.
- */
-function shownOnce(prepared: PreparedSetup): { inbound_signing_secret?: string } {
-  const secrets = prepared.receiver?.secrets as { signing_secret?: unknown } | undefined;
-  const secret = secrets?.signing_secret;
-  const given = Object.values(prepared.credentials as Record<string, unknown>);
-  return prepared.channel === "email" && typeof secret === "string" && !given.includes(secret)
-    ? { inbound_signing_secret: secret }
-    : {};
-}
-
 /** What the first phase of connect/update hands the setup call. */
 export interface PreparedSetup {
   integrationId: string;
-  channel: ChannelName;
+  provider: ProviderName;
+  name: string;
   credentials: unknown;
-  receiver: { url: string; secrets: unknown } | null;
-  /** Sandbox: no call to the provider. */
-  simulated: boolean;
+  receiver: IntegrationReceiver | null;
+  environment: Environment;
 }
 
-const alreadyConnected = (channel: ChannelName) =>
+/**
+ * The receiver secrets the user pastes at their side, answered once by connect/update when
+ * BiVelio made them (email's signing secret, WhatsApp's verify token). One the user gave in
+ * the credentials is theirs already: never answered.
+ */
+function shownOnce(prepared: PreparedSetup): Record<string, string> {
+  const fields = kindOf(prepared.provider).shownOnce ?? {};
+  const secrets = (prepared.receiver?.secrets ?? {}) as Record<string, unknown>;
+  const given = Object.values(prepared.credentials as Record<string, unknown>);
+  const shown: Record<string, string> = {};
+  for (const [field, key] of Object.entries(fields)) {
+    const secret = secrets[key];
+    if (typeof secret === "string" && !given.includes(secret)) shown[field] = secret;
+  }
+  return shown;
+}
+
+const alreadyConnected = (kind: AnyKind, name: string) =>
   invalidField(
-    "channel",
+    kind.multiple ? "name" : "provider",
     "already_connected",
-    `A ${channel} integration is already connected in this environment: update or ` +
-      "disconnect it first.",
+    kind.multiple
+      ? `An ${kind.provider} integration named '${name}' is already connected in this ` +
+        "environment: update or disconnect it first, or choose another name."
+      : `A ${kind.provider} integration is already connected in this environment: update or ` +
+        "disconnect it first.",
   );
 
 export async function startConnect(
   tx: Tx,
   input: ConnectInput,
-  simulated: boolean,
+  environment: Environment,
 ): Promise<PreparedSetup> {
-  const channel = channelOf(input.channel);
-  const credentials = parseCredentials(channel, input.credentials);
+  const kind = kindOf(input.provider);
+  const name = nameOf(kind, input.name);
+  const credentials = parseCredentials(kind, input.credentials);
+  await kind.check?.(credentials, { environment });
   const [existing] = await tx`
-    select 1 from public.integrations where channel = ${input.channel} and status <> 'disconnected'
+    select 1 from public.integrations
+    where provider = ${input.provider} and name = ${name} and status <> 'disconnected'
   `;
-  if (existing) throw alreadyConnected(input.channel);
+  if (existing) throw alreadyConnected(kind, name);
 
   let receiver: PreparedSetup["receiver"] = null;
   let receiverId: string | null = null;
-  if (channel.receiverKind) {
-    const secrets = channel.receiverSecrets?.(credentials) ?? {};
-    const registered = await registerReceiver(tx, { kind: channel.receiverKind, secrets });
+  if (kind.receiverKind) {
+    const secrets = kind.receiverSecrets?.(credentials) ?? {};
+    const registered = await registerReceiver(tx, { kind: kind.receiverKind, secrets });
     receiver = { url: registered.url, secrets };
     receiverId = registered.id;
   }
-  const sealed = await sealSecrets(credentials);
-  const publicPart = channel.publicPart(credentials) as Record<string, unknown>;
-  // A concurrent connect of the same channel that committed first: a 400, not a 500.
+  const publicPart = kind.publicPart(credentials) as Record<string, unknown>;
+  // A concurrent connect of the same provider and name that committed first: a 400, not a 500.
   const [row] = await tx<{ id: string }[]>`
-    insert into public.integrations (channel, sealed_credentials, public, receiver_id)
-    values (${input.channel}, ${sealed}, ${tx.json(publicPart as never)}, ${receiverId})
-    on conflict (org_id, environment, channel) where status <> 'disconnected' do nothing
+    insert into public.integrations (provider, name, sealed_credentials, public, receiver_id)
+    values (${input.provider}, ${name}, ${await sealedOf(kind, credentials)},
+            ${tx.json(publicPart as never)}, ${receiverId})
+    on conflict (org_id, environment, provider, name) where status <> 'disconnected' do nothing
     returning id
   `;
-  if (!row) throw alreadyConnected(input.channel);
-  return { integrationId: row.id, channel: input.channel, credentials, receiver, simulated };
+  if (!row) throw alreadyConnected(kind, name);
+  await kind.onSaved?.(tx, row.id, credentials);
+  return {
+    integrationId: row.id,
+    provider: input.provider,
+    name,
+    credentials,
+    receiver,
+    environment,
+  };
 }
 
 export async function startUpdate(
   tx: Tx,
   input: UpdateInput,
-  simulated: boolean,
+  environment: Environment,
 ): Promise<PreparedSetup> {
   const row = await findIntegration(tx, input.integration_id, { lock: true });
   if (row.status === "disconnected") {
     throw invalidField(
       "integration_id",
       "disconnected",
-      `Integration '${row.id}' is disconnected; connect the channel again instead.`,
+      `Integration '${row.id}' is disconnected; connect the provider again instead.`,
     );
   }
-  const channel = channelOf(row.channel);
-  const credentials = parseCredentials(channel, input.credentials);
+  const kind = kindOf(row.provider);
+  const credentials = parseCredentials(kind, input.credentials);
+  await kind.check?.(credentials, { environment });
   let receiver: PreparedSetup["receiver"] = null;
-  if (channel.receiverKind && row.receiver_id) {
-    const secrets = channel.receiverSecrets?.(credentials) ?? {};
+  if (kind.receiverKind && row.receiver_id) {
+    const secrets = kind.receiverSecrets?.(credentials) ?? {};
     await updateReceiver(tx, row.receiver_id, { secrets });
-    receiver = { url: receiverUrl(channel.receiverKind.kind, row.receiver_id), secrets };
+    receiver = { url: receiverUrl(kind.receiverKind.kind, row.receiver_id), secrets };
   }
   await tx`
     update public.integrations
-    set sealed_credentials = ${await sealSecrets(credentials)},
-        public = ${tx.json(channel.publicPart(credentials) as never)}, updated_at = now()
+    set sealed_credentials = ${await sealedOf(kind, credentials)},
+        public = ${tx.json(kind.publicPart(credentials) as never)}, updated_at = now()
     where id = ${row.id}
   `;
-  return { integrationId: row.id, channel: row.channel, credentials, receiver, simulated };
+  await kind.onSaved?.(tx, row.id, credentials);
+  return {
+    integrationId: row.id,
+    provider: row.provider,
+    name: row.name,
+    credentials,
+    receiver,
+    environment,
+  };
 }
 
-/** Phase 2: the channel's setup at the provider (Telegram's setWebhook), if it has one. */
+/** Phase 2: the kind's setup at the provider (Telegram's setWebhook), if it has one. */
 export async function runSetup(prepared: PreparedSetup, signal: AbortSignal): Promise<void> {
-  const channel = channelOf(prepared.channel);
-  if (prepared.simulated || !channel.onConnect || !prepared.receiver) return;
-  await channel.onConnect(prepared.credentials, prepared.receiver, { signal });
+  const kind = kindOf(prepared.provider);
+  if (simulatedIn(prepared.environment) || !kind.onConnect) return;
+  await kind.onConnect(prepared.credentials, prepared.receiver, {
+    environment: prepared.environment,
+    name: prepared.name,
+    signal,
+  });
 }
 
 /** Marks an integration connected (the provider agreed) or broken (it refused: why). */
@@ -244,13 +318,24 @@ export async function finishSetup(
 }
 
 // ---------------------------------------------------------------------------------------
-// disconnect and test
+// disconnect: the receiver off, then the provider told (no transaction held), recorded
 // ---------------------------------------------------------------------------------------
 
-/** Disconnects: the receiver stops answering (404), messages are kept. Repeating is a no-op. */
-export async function disconnectIntegration(tx: Tx, id: string) {
+export interface PreparedDisconnect {
+  row: IntegrationRow;
+  /** Disconnected by this call: its teardown is to run. False when it already was. */
+  disconnectedNow: boolean;
+  environment: Environment;
+}
+
+/** Phase 1: disconnected, its receiver stops answering (404); messages are kept. */
+export async function startDisconnect(
+  tx: Tx,
+  id: string,
+  environment: Environment,
+): Promise<PreparedDisconnect> {
   const row = await findIntegration(tx, id, { lock: true });
-  if (row.status === "disconnected") return integrationToApi(row);
+  if (row.status === "disconnected") return { row, disconnectedNow: false, environment };
   if (row.receiver_id) await updateReceiver(tx, row.receiver_id, { status: "disabled" });
   const [updated] = await tx<IntegrationRow[]>`
     update public.integrations
@@ -258,37 +343,71 @@ export async function disconnectIntegration(tx: Tx, id: string) {
     where id = ${id}
     returning ${columns(tx)}
   `;
-  return integrationToApi(updated);
+  return { row: updated, disconnectedNow: true, environment };
 }
+
+/** Phase 2: the kind's teardown at the provider (Telegram's deleteWebhook); sandbox: none. */
+export async function runTeardown(prepared: PreparedDisconnect, signal: AbortSignal) {
+  const kind = kindOf(prepared.row.provider);
+  if (!prepared.disconnectedNow || simulatedIn(prepared.environment) || !kind.onDisconnect) {
+    return;
+  }
+  await kind.onDisconnect(await credentialsOf(kind, prepared.row), {
+    environment: prepared.environment,
+    name: prepared.row.name,
+    signal,
+  });
+}
+
+/**
+ * Phase 3: the disconnect stands either way (the receiver is off); a teardown the provider
+ * refused is kept in `error` (`during: "disconnect"`) and answered there.
+ */
+export async function finishDisconnect(
+  tx: Tx,
+  prepared: PreparedDisconnect,
+  outcome: { ok: true } | { ok: false; error: unknown },
+): Promise<z.input<typeof integration>> {
+  if (outcome.ok) return integrationToApi(prepared.row);
+  const error = { ...storedErrorOf(apiErrorOfCall(outcome.error)), during: "disconnect" };
+  const [row] = await tx<IntegrationRow[]>`
+    update public.integrations set error = ${tx.json(error)}, updated_at = now()
+    where id = ${prepared.row.id}
+    returning ${columns(tx)}
+  `;
+  return integrationToApi(row ?? prepared.row);
+}
+
+// ---------------------------------------------------------------------------------------
+// test
+// ---------------------------------------------------------------------------------------
 
 export interface PreparedTest {
-  integrationId: string;
-  channel: ChannelName;
-  sealedCredentials: string;
-  simulated: boolean;
+  row: IntegrationRow;
+  environment: Environment;
 }
 
-export async function startTest(tx: Tx, id: string, simulated: boolean): Promise<PreparedTest> {
+export async function startTest(
+  tx: Tx,
+  id: string,
+  environment: Environment,
+): Promise<PreparedTest> {
   const row = await findIntegration(tx, id);
   if (row.status === "disconnected") {
     throw invalidField("integration_id", "disconnected", `Integration '${id}' is disconnected.`);
   }
-  return {
-    integrationId: row.id,
-    channel: row.channel,
-    sealedCredentials: row.sealed_credentials,
-    simulated,
-  };
+  return { row, environment };
 }
 
 /** Phase 2 of test: a real call that proves the credentials (sandbox: none). */
 export async function runTest(prepared: PreparedTest, signal: AbortSignal) {
-  if (prepared.simulated) return null;
-  const credentials = await openSecrets(prepared.sealedCredentials);
-  return await channelOf(prepared.channel).test(credentials, { signal }) as Record<
-    string,
-    unknown
-  >;
+  if (simulatedIn(prepared.environment)) return null;
+  const kind = kindOf(prepared.row.provider);
+  return await kind.test(await credentialsOf(kind, prepared.row), {
+    environment: prepared.environment,
+    name: prepared.row.name,
+    signal,
+  }) as Record<string, unknown>;
 }
 
 export async function finishTest(
@@ -296,14 +415,19 @@ export async function finishTest(
   prepared: PreparedTest,
   outcome: { ok: true; value: Record<string, unknown> | null } | { ok: false; error: unknown },
 ): Promise<z.input<typeof testedIntegration> | FailedAfterRecord> {
+  const id = prepared.row.id;
   if (outcome.ok) {
-    const row = await recordProviderOutcome(tx, prepared.integrationId, {
+    const row = await recordProviderOutcome(tx, id, {
       ok: true,
       public: outcome.value ?? undefined,
     });
-    return { integration: integrationToApi(row), ok: true, simulated: prepared.simulated };
+    return {
+      integration: integrationToApi(row),
+      ok: true,
+      simulated: simulatedIn(prepared.environment),
+    };
   }
   const error = apiErrorOfCall(outcome.error);
-  await recordProviderOutcome(tx, prepared.integrationId, { ok: false, error });
-  return new FailedAfterRecord(withIntegration(error, prepared.integrationId));
+  await recordProviderOutcome(tx, id, { ok: false, error });
+  return new FailedAfterRecord(withIntegration(error, id));
 }

@@ -1,24 +1,24 @@
 import { createGroupApp, defineAction, FailedAfterRecord } from "../platform/app.ts";
 import { finishExecution, runExecution, startExecution } from "./execute.ts";
 import { getExecution, listExecutions, listTools } from "./executions.ts";
-import { connectProvider, disconnectProvider, findProvider, listProviders } from "./providers.ts";
+import { findProvider, listProviders } from "./providers.ts";
 import {
   byExecutionId,
   byProviderName,
-  connectInput,
-  disconnected,
   executeInput,
   execution,
   executionList,
   executionRecord,
   listExecutionsInput,
   listProvidersInput,
-  provider,
   providerList,
   toolList,
 } from "./schemas.ts";
 
-/** POST /v1/mcp[/<action>]: tools of the organization's MCP servers, and their executions. */
+/**
+ * POST /v1/mcp[/<action>]: tools of the organization's MCP servers, and their executions.
+ * The servers are `mcp` integrations, connected through the integrations group.
+ */
 export const actions = [
   defineAction({
     name: "execute",
@@ -60,25 +60,6 @@ export const actions = [
     handler: ({ tx, data }) => findProvider(tx, data.provider),
     call: (found, { principal, signal }) =>
       listTools(found, { environment: principal.environment, signal }),
-  }),
-  defineAction({
-    name: "connect",
-    summary: "Connect an MCP provider (name, Streamable HTTP URL, credentials sealed at " +
-      "rest), or replace the URL and credentials of the one with that name",
-    scope: "admin",
-    mutates: true,
-    input: connectInput,
-    output: provider,
-    handler: ({ tx, data, principal }) => connectProvider(tx, principal.environment, data),
-  }),
-  defineAction({
-    name: "disconnect",
-    summary: "Disconnect an MCP provider (its executions stay)",
-    scope: "admin",
-    mutates: true,
-    input: byProviderName,
-    output: disconnected,
-    handler: ({ tx, data }) => disconnectProvider(tx, data.provider),
   }),
   defineAction({
     name: "list_executions",

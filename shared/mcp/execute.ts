@@ -61,7 +61,7 @@ export async function startExecution(
 ): Promise<StartedExecution> {
   const provider = await findProvider(tx, request.provider);
   const [row] = await tx<{ id: string }[]>`
-    insert into public.mcp_executions (provider_id, provider, tool, parameters, request_key)
+    insert into public.mcp_executions (integration_id, provider, tool, parameters, request_key)
     values (${provider.id}, ${provider.name}, ${request.tool},
             ${tx.json(request.parameters as never)}, ${request.requestKey ?? null})
     returning id

@@ -43,13 +43,16 @@ export const providerCredentials = z.strictObject({
 });
 export type ProviderCredentials = z.output<typeof providerCredentials>;
 
-export const connectInput = z.strictObject({
-  name: providerName,
+/**
+ * What `integrations/connect` takes for `provider: "mcp"` (with the provider's `name`): the
+ * server's Streamable HTTP endpoint and what it wants on every request.
+ */
+export const mcpIntegrationCredentials = z.strictObject({
   /** The server's Streamable HTTP endpoint (`https://…/mcp`). */
   url: z.url({ protocol: /^https?$/ }).max(2048),
-  credentials: providerCredentials.default({}),
+  ...providerCredentials.shape,
 });
-export type ConnectInput = z.output<typeof connectInput>;
+export type McpIntegrationCredentials = z.output<typeof mcpIntegrationCredentials>;
 
 export const byProviderName = z.strictObject({ provider: providerName });
 
@@ -91,8 +94,6 @@ export const provider = z.strictObject({
 }).meta({ id: "McpProvider" });
 
 export const providerList = z.strictObject({ providers: z.array(provider) });
-
-export const disconnected = z.strictObject({ name: providerName, disconnected: z.literal(true) });
 
 export const tool = z.strictObject({
   name: z.string(),

@@ -75,8 +75,9 @@ async function startOrResume(
   }[]>`
     select e.id, e.status, e.error,
            case when p.id is null then null else json_build_object('id', p.id, 'name', p.name,
-             'url', p.url, 'sealed_credentials', p.sealed_credentials) end as provider
-    from public.mcp_executions e left join public.mcp_providers p on p.id = e.provider_id
+             'url', p.public ->> 'url', 'sealed_credentials', p.sealed_credentials) end as provider
+    from public.mcp_executions e
+    left join public.integrations p on p.id = e.integration_id and p.status <> 'disconnected'
     where e.request_key = ${ctx.job.ref}
   `;
   if (existing && (existing.status !== "running" || !existing.provider)) {

@@ -5,6 +5,9 @@
  * with its real client (base URL from shared/platform/config.ts), its receiver kind for
  * inbound traffic, and a local stand-in in `local/stand-ins/` that speaks its wire protocol.
  *
+ * The integrations group connects a channel as one of its kinds (shared/integrations/kinds.ts
+ * adapts this contract).
+ *
  * Sandbox callers never reach a provider: the messages group answers them with a simulated
  * provider id (`simulated: true`) without calling `send`.
  */
@@ -129,8 +132,13 @@ export interface Channel<Credentials = unknown, Public = unknown> {
     options: { signal?: AbortSignal },
   ): Promise<void>;
   /**
+   * Runs after the integration is disconnected (Telegram's deleteWebhook), so the provider
+   * stops delivering. A refusal is recorded; the integration stays disconnected.
+   */
+  onDisconnect?(credentials: Credentials, options: { signal?: AbortSignal }): Promise<void>;
+  /**
    * The receiver's secrets made from the credentials at connect (WhatsApp: app secret and
-   * verify token; Telegram: a generated secret token).
+   * verify token, generated when not given; Telegram: a generated secret token).
    */
   receiverSecrets?(credentials: Credentials): unknown;
   /** The receiver kind for inbound traffic; its `handle` calls the messages group's record. */

@@ -23,7 +23,7 @@ import {
 async function integrationOf(tx: Tx, receiver: Receiver, channel: string) {
   const [row] = await tx<{ id: string }[]>`
     select id from public.integrations
-    where receiver_id = ${receiver.id} and channel = ${channel}
+    where receiver_id = ${receiver.id} and provider = ${channel}
     order by (status = 'disconnected'), created_at desc
     limit 1
   `;

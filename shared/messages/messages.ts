@@ -216,7 +216,7 @@ export async function integrationForChannel(
 ): Promise<ChannelIntegration> {
   const [row] = await tx<ChannelIntegration[]>`
     select id, sealed_credentials, public from public.integrations
-    where channel = ${channel} and status <> 'disconnected'
+    where provider = ${channel} and status <> 'disconnected'
   `;
   if (!row) {
     throw new ApiError(

@@ -53,7 +53,7 @@ async function setUp(ctx: BenchContext) {
   });
   const connected = await post(`${ctx.stack.api_url}/v1/integrations/connect`, {
     action: "connect",
-    data: { channel: "whatsapp", credentials: number },
+    data: { provider: "whatsapp", credentials: number },
   }, { "x-api-key": key });
   return { key, number, inboundUrl: connected.data.inbound_url as string, standIn };
 }

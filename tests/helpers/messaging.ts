@@ -140,11 +140,16 @@ export const emailCredentials = (from = `shop-${random()}@test.example`) => ({
   from: `Test Shop <${from}>`,
 });
 
-/** Connects a channel for the key's organization and environment; the integration. */
-export async function connect(key: string, channel: string, credentials: unknown) {
+/** Connects a provider for the key's organization and environment; the integration. */
+export async function connect(
+  key: string,
+  provider: string,
+  credentials: unknown,
+  name?: string,
+) {
   const response = await api("integrations/connect", {
     action: "connect",
-    data: { channel, credentials },
+    data: { provider, credentials, ...(name ? { name } : {}) },
   }, { key });
   assert.equal(response.status, 200, JSON.stringify(response.body));
   return response.body.data;

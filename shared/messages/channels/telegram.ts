@@ -381,5 +381,9 @@ export const telegram = defineChannel<TelegramCredentials, TelegramPublic>({
       allowed_updates: ALLOWED_UPDATES,
     }, { signal });
   },
+  async onDisconnect(credentials, { signal }) {
+    // Telegram stops delivering to the (now disabled) receiver.
+    await callBotApi<boolean>(credentials.bot_token, "deleteWebhook", {}, { signal });
+  },
   receiverKind: telegramReceiverKind,
 });

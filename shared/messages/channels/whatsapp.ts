@@ -59,8 +59,11 @@ export const whatsappCredentials = z.strictObject({
   access_token: z.string().min(1).max(2048),
   /** The Meta app's secret: it signs the callbacks (X-Hub-Signature-256). */
   app_secret: z.string().min(1).max(256),
-  /** What the user types in Meta's webhook settings; Meta sends it back when verifying. */
-  verify_token: z.string().min(1).max(256),
+  /**
+   * What the user types in Meta's webhook settings; Meta sends it back when verifying. When
+   * absent one is made at connect (and update) and answered once, to paste there.
+   */
+  verify_token: z.string().min(1).max(256).optional(),
   /** The number as people see it (`+1 555 010 0001`), shown in responses. */
   display_phone_number: z.string().min(1).max(40).optional(),
   /** The Graph API version (`v21.0`); it goes into the URL path. */
@@ -473,6 +476,11 @@ export const whatsappReceiverKind = defineReceiverKind<WhatsAppReceiverSecrets, 
 // The channel
 // ---------------------------------------------------------------------------------------
 
+/** A verify token for Meta's webhook settings, when the user gave none. */
+const newVerifyToken = () =>
+  Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+
 export const whatsapp = defineChannel<WhatsAppCredentials, WhatsAppPublic>({
   channel: "whatsapp",
   credentials: whatsappCredentials,
@@ -515,7 +523,7 @@ export const whatsapp = defineChannel<WhatsAppCredentials, WhatsAppPublic>({
   },
   receiverSecrets: (credentials): WhatsAppReceiverSecrets => ({
     app_secret: credentials.app_secret,
-    verify_token: credentials.verify_token,
+    verify_token: credentials.verify_token ?? newVerifyToken(),
   }),
   receiverKind: whatsappReceiverKind,
 });
