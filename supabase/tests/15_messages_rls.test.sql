@@ -13,10 +13,11 @@ select plan(14);
 insert into public.organizations (id, name) values
   ('org_msg_a', 'Messages Org A'),
   ('org_msg_b', 'Messages Org B');
-insert into public.integrations (id, org_id, environment, channel, sealed_credentials) values
-  ('int_a_live', 'org_msg_a', 'live', 'whatsapp', 'v1.x.y'),
-  ('int_a_test', 'org_msg_a', 'test', 'whatsapp', 'v1.x.y'),
-  ('int_b_live', 'org_msg_b', 'live', 'whatsapp', 'v1.x.y');
+insert into public.integrations (id, org_id, environment, provider, name, sealed_credentials)
+  values
+  ('int_a_live', 'org_msg_a', 'live', 'whatsapp', 'whatsapp', 'v1.x.y'),
+  ('int_a_test', 'org_msg_a', 'test', 'whatsapp', 'whatsapp', 'v1.x.y'),
+  ('int_b_live', 'org_msg_b', 'live', 'whatsapp', 'whatsapp', 'v1.x.y');
 insert into public.messages (id, org_id, environment, integration_id, channel, direction,
     "from", "to", counterpart, type, body, status, provider_message_id) values
   ('msg_a_live', 'org_msg_a', 'live', 'int_a_live', 'whatsapp', 'outbound', '+1', '+34', '34',
@@ -60,13 +61,15 @@ select throws_ok(
   '23514', null, 'inbound messages are received, outbound ones never are');
 
 select throws_ok(
-  $$insert into integrations (channel, sealed_credentials) values ('whatsapp', 'v1.a.b')$$,
+  $$insert into integrations (provider, name, sealed_credentials)
+    values ('whatsapp', 'whatsapp', 'v1.a.b')$$,
   '23505', null, 'one active integration per channel and environment');
 select lives_ok(
-  $$insert into integrations (channel, sealed_credentials) values ('telegram', 'v1.a.b')$$,
+  $$insert into integrations (provider, name, sealed_credentials)
+    values ('telegram', 'telegram', 'v1.a.b')$$,
   'another channel connects');
 select throws_ok(
-  $$insert into integrations (channel, sealed_credentials) values ('email',
+  $$insert into integrations (provider, name, sealed_credentials) values ('email', 'email',
       '{"password":"in clear"}')$$,
   '23514', null, 'credentials are stored sealed only');
 select lives_ok(
@@ -74,7 +77,8 @@ select lives_ok(
     where id = 'int_a_live'$$,
   'disconnecting keeps the row');
 select lives_ok(
-  $$insert into integrations (channel, sealed_credentials) values ('whatsapp', 'v1.a.b')$$,
+  $$insert into integrations (provider, name, sealed_credentials)
+    values ('whatsapp', 'whatsapp', 'v1.a.b')$$,
   'the channel connects again once disconnected');
 
 insert into private.early_message_statuses (integration_id, provider_message_id, status, at)
