@@ -36,20 +36,20 @@ async function setUp(ctx: BenchContext) {
     scopes: ["read", "write", "admin"],
   }, org.id);
   const server = ctx.stack.mcp_google_sheets;
-  const connected = await fetch(`${ctx.stack.api_url}/v1/mcp/connect`, {
+  const connected = await fetch(`${ctx.stack.api_url}/v1/integrations/connect`, {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-API-Key": key },
     body: JSON.stringify({
       action: "connect",
       data: {
+        provider: "mcp",
         name: "google_sheets",
-        url: server.url,
-        credentials: { bearer_token: server.bearer_token },
+        credentials: { url: server.url, bearer_token: server.bearer_token },
       },
     }),
   });
   const body = await connected.json();
-  if (connected.status !== 200) throw new Error(`mcp/connect: ${JSON.stringify(body)}`);
+  if (connected.status !== 200) throw new Error(`integrations/connect: ${JSON.stringify(body)}`);
   return key;
 }
 
