@@ -7,9 +7,9 @@
  *   send is never followed by a second send (it is recorded as failed, outcome unknown).
  *   While the organization has no email channel the reminder is recorded `not_sent` with
  *   "email channel not available".
- * - `calendar_sync` (ref: a connection id, queued every 5 minutes by pg_cron for connected
- *   live connections, private.queue_calendar_syncs): Google's changes since the sync token,
- *   the same code as the `sync` action.
+ * - `calendar_sync` (ref: a `google_calendar` integration's id, queued every 5 minutes by
+ *   pg_cron for connected live ones, private.queue_calendar_syncs): Google's changes since the
+ *   sync token, the same code as the `sync` action.
  * - `calendar_event_creation` (ref: `<instance>.<step>.<attempt>`): the workflow step
  *   `create_event`; the same phases as the `create` action, its event found again by the
  *   ref after a crash (a pending Google insert is made again under the same derived id).
