@@ -137,16 +137,14 @@ create index mcp_executions_integration_idx on public.mcp_executions (integratio
   where integration_id is not null;
 
 -- ---------------------------------------------------------------------------------------
--- The old tables go; sandbox rows of the new one go after 24 hours with the rest.
+-- The old tables go. The calendar's sync state is not in the sandbox purge list: it goes with
+-- its integration (on delete cascade), which is.
 -- ---------------------------------------------------------------------------------------
 
 delete from private.sandbox_tables
 where table_name in ('public.calendar_connections'::regclass, 'public.mcp_providers'::regclass);
 drop table public.calendar_connections;
 drop table public.mcp_providers;
-
-insert into private.sandbox_tables (table_name, purge_order) values
-  ('public.calendar_sync_state', 64);
 
 drop table moved_calendar_connections;
 drop table moved_mcp_providers;

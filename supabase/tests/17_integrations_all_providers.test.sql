@@ -7,7 +7,7 @@ begin;
 create extension if not exists pgtap with schema extensions;
 set local search_path = public, extensions;
 
-select plan(29);
+select plan(31);
 
 \ir _helpers.psql
 \ir _tenant_isolation.psql
@@ -42,11 +42,7 @@ select ok(to_regclass('public.calendar_connections') is null
 select is_empty(
   $$select table_name from private.sandbox_tables where to_regclass(table_name::text) is null$$,
   'the sandbox purge list names no dropped table');
-select ok(exists (select 1 from private.sandbox_tables
-    where table_name = 'public.calendar_sync_state'::regclass
-      and purge_order < (select purge_order from private.sandbox_tables
-                         where table_name = 'public.integrations'::regclass)),
-  'the calendar sync state is purged with the sandbox, before the integrations');
+select lives_ok($$select private.purge_expired_data()$$, 'the sandbox purge runs');
 select table_privs_are('public', 'calendar_sync_state', 'authenticated',
   array['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   'authenticated may select, insert, update and delete the calendar sync state (no truncate)');
@@ -68,6 +64,22 @@ select results_eq(
   'one calendar_sync job per connected live Google Calendar integration, none for the sandbox');
 delete from private.jobs where kind = 'calendar_sync';
 
+-- A sandbox integration older than 24 hours goes with the purge, its sync state with it.
+insert into public.integrations (id, org_id, environment, provider, name, sealed_credentials,
+    created_at) values
+  ('int_gc_old_test', 'org_int_b', 'test', 'google_calendar', 'google_calendar', 'v1.x.y',
+   now() - interval '25 hours');
+insert into public.calendar_sync_state (integration_id, org_id, environment) values
+  ('int_gc_old_test', 'org_int_b', 'test');
+select private.purge_expired_data();
+select is_empty(
+  $$select 1 from public.calendar_sync_state where integration_id = 'int_gc_old_test'
+    union all select 1 from public.integrations where id = 'int_gc_old_test'$$,
+  'an old sandbox Google Calendar integration is purged with its sync state');
+select results_eq(
+  $$select count(*)::int from public.calendar_sync_state
+    where integration_id in ('int_gc_a_live', 'int_gc_a_test', 'int_gc_b_live')$$, array[3],
+  'recent sync states stay');
 -- ---------------------------------------------------------------------------------------
 -- As the API role, org A live
 -- ---------------------------------------------------------------------------------------
