@@ -23,8 +23,15 @@
  * may hold at most its share of this worker's slots, so a flood of slow jobs of one kind
  * always leaves slots for the others (the claim is told how much room each kind has).
  *
- * Wake-ups: LISTEN on `bivelio_jobs` (every insert into the queue notifies), plus a short
- * poll for jobs that become due by time (retries, delays, expired leases).
+ * Wake-ups: LISTEN on `bivelio_jobs` (every insert into the queue notifies with the kinds it
+ * queued), plus a short poll for jobs that become due by time (retries, delays, expired
+ * leases).
+ *
+ * What may be due: a claim costs the database a fair-share computation (~1.4 ms), so the
+ * worker claims only for kinds that may have due jobs (notified since, or not yet found
+ * empty; every kind once per poll interval) and, while jobs are running, only once a kind
+ * has room for a small batch (a quarter of the slots): under a steady load a claim per
+ * finished job would otherwise cost the database more than the jobs themselves.
  */
 import type { Environment } from "./environment.ts";
 import type postgres from "postgres";
@@ -108,6 +115,13 @@ export interface JobContext {
   retry(tx: Tx | Sql, error: JobError, at?: Date): Promise<boolean>;
   /** In the handler's transaction: park until `at` (no failure: a delay). */
   reschedule(tx: Tx | Sql, at: Date): Promise<boolean>;
+  /**
+   * The job was ended or continued by the handler's own statement calling the same
+   * database functions (private.finish_job, retry_job, reschedule_job) with the job's lease,
+   * for a hot path that cannot afford a transaction of several statements (webhook
+   * deliveries); `ok` is what that function answered.
+   */
+  settledBy(ok: boolean): boolean;
   /**
    * In the handler's transaction: queue a job of `kind` (same tenant) and park this one
    * until it ends; its outcome is then in private.job_outcomes under (kind, ref).
@@ -225,6 +239,7 @@ export function contextFor(
       `;
       return settle(row.ok);
     },
+    settledBy: settle,
     async waitFor(tx, kind, ref, payload) {
       const [row] = await tx<{ id: string | null }[]>`
         select private.queue_waited_job(${job.id}, ${job.lease_token}, ${kind}, ${ref},
@@ -270,6 +285,14 @@ export class Worker {
   #kindSlots: Map<string, number>;
   #log: NonNullable<WorkerOptions["log"]>;
   #running = new Map<number, { job: Job; done: Promise<void> }>();
+  /** Kinds that may have due jobs: notified, or not found empty by the last claim. */
+  #maybeDue = new Set<string>();
+  /** Counts notifications, so a claim does not forget one that arrived while it ran. */
+  #notices = 0;
+  #lastNoticeOf = new Map<string, number>();
+  #lastPollAt = -Infinity;
+  /** While jobs run, a kind is claimed for once it has room for this many (or its cap). */
+  #batch: number;
   #stopping = false;
   #wake: (() => void) | undefined;
   #unlisten: (() => Promise<void>) | undefined;
@@ -284,6 +307,7 @@ export class Worker {
         kind,
       ) => [kind.kind, Math.max(1, Math.floor(kind.concurrency.share * this.concurrency))]),
     );
+    this.#batch = Math.max(1, Math.floor(this.concurrency / 4));
     this.leaseSeconds = options.leaseSeconds ?? 30;
     this.pollMs = options.pollMs ?? 500;
     this.#log = options.log ?? ((entry) => console.log(JSON.stringify(entry)));
@@ -291,7 +315,7 @@ export class Worker {
 
   /** Runs until `stop()`: listens, claims, runs. */
   async run() {
-    const listener = await listenSql().listen("bivelio_jobs", () => this.#wakeUp());
+    const listener = await listenSql().listen("bivelio_jobs", (kinds) => this.#queued(kinds));
     this.#unlisten = () => listener.unlisten();
     this.#heartbeat = setInterval(() => this.#extendLeases(), (this.leaseSeconds * 1000) / 3);
     try {
@@ -339,6 +363,17 @@ export class Worker {
     await this.#unlisten?.().catch(() => {});
   }
 
+  /** A notification: jobs of these kinds (comma-separated; empty: any kind) were queued. */
+  #queued(kinds: string) {
+    this.#notices++;
+    for (const kind of kinds ? kinds.split(",") : this.#kinds.keys()) {
+      if (!this.#kinds.has(kind)) continue;
+      this.#maybeDue.add(kind);
+      this.#lastNoticeOf.set(kind, this.#notices);
+    }
+    this.#wakeUp();
+  }
+
   #wakeUp() {
     const wake = this.#wake;
     this.#wake = undefined;
@@ -370,19 +405,28 @@ export class Worker {
   async #claimAndStart(): Promise<number> {
     const free = this.concurrency - this.#running.size;
     if (free <= 0) return 0;
+    // Jobs that became due by time (retries, delays) notify nobody: every kind, once a poll.
+    if (performance.now() - this.#lastPollAt >= this.pollMs) {
+      this.#lastPollAt = performance.now();
+      this.#queued("");
+    }
     // Each kind may start as many as its cap leaves room for: a kind at its cap is left
     // out, so its backlog cannot take the slots kept for the others.
     const running = this.#runningByKind();
     const kinds: string[] = [];
     const rooms: number[] = [];
-    for (const [kind, slots] of this.#kindSlots) {
+    let batchReady = this.#running.size === 0;
+    for (const kind of this.#maybeDue) {
+      const slots = this.#kindSlots.get(kind)!;
       const room = Math.min(free, slots - (running.get(kind) ?? 0));
       if (room > 0) {
         kinds.push(kind);
         rooms.push(room);
+        batchReady ||= room >= Math.min(this.#batch, slots);
       }
     }
-    if (kinds.length === 0) return 0;
+    if (kinds.length === 0 || !batchReady) return 0;
+    const noticesBefore = this.#notices;
     let jobs: Job[];
     try {
       jobs = await serviceSql()<Job[]>`
@@ -393,6 +437,16 @@ export class Worker {
       this.#log({ level: "error", msg: "claiming jobs failed", error: String(error) });
       await this.#sleep(this.pollMs);
       return 0;
+    }
+    // Fewer jobs than asked for: each kind that got less than its room has none due left
+    // (unless notified meanwhile), so it is not claimed for again until it is notified.
+    if (jobs.length < free) {
+      const got = new Map<string, number>();
+      for (const job of jobs) got.set(job.kind, (got.get(job.kind) ?? 0) + 1);
+      kinds.forEach((kind, i) => {
+        const notifiedSince = (this.#lastNoticeOf.get(kind) ?? 0) > noticesBefore;
+        if ((got.get(kind) ?? 0) < rooms[i] && !notifiedSince) this.#maybeDue.delete(kind);
+      });
     }
     for (const job of jobs) {
       const done = this.#runJob(job).finally(() => {
