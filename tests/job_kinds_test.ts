@@ -8,7 +8,10 @@
  *    worker's 8 slots; jobs of another kind queued during the flood must all run while
  *    every slow job is still held. Without the caps the slow kind took every slot and the
  *    other kind's jobs waited for the flood to end.
- * 2. One way to retry and to finish: a kind whose handler fails twice (JobFailure) is
+ * 2. Wake-ups by kind: a worker claims only for kinds that may have due jobs; a kind it
+ *    found empty is claimed for again as soon as a job of it is queued (the insert's
+ *    notification names it), not at the next poll.
+ * 3. One way to retry and to finish: a kind whose handler fails twice (JobFailure) is
  *    retried by its policy with the error recorded as last_error, then finished; a
  *    failure that is not retryable ends the job at once; a kind that is waited for hands
  *    its result or its error to the waiting job (private.job_outcomes) and wakes it.
@@ -43,8 +46,9 @@ async function withWorker(
   kinds: JobKind[],
   body: () => Promise<void>,
   concurrency = 8,
+  pollMs = 50,
 ) {
-  const worker = new Worker({ kinds, concurrency, pollMs: 50, log: () => {} });
+  const worker = new Worker({ kinds, concurrency, pollMs, log: () => {} });
   const running = worker.run();
   try {
     await body();
@@ -130,6 +134,49 @@ test("10,000 held jobs of a slow kind do not delay another kind's jobs (per-kind
       `quick kind during a flood of ${FLOOD} held slow jobs: p50 ` +
         `${latencies[Math.floor(QUICK / 2)]} ms, max ${latencies[QUICK - 1]} ms`,
     );
+  }
+});
+
+test("a kind found empty is claimed for as soon as a job of it is queued, not at the next poll", async () => {
+  const org = await createTestOrg();
+  const tag = unique();
+  const ran: string[] = [];
+  const kindOf = (name: string) =>
+    defineJobKind({
+      kind: `test_${name}_${tag}`,
+      handler: (ctx) => {
+        ran.push(ctx.job.ref);
+        return Promise.resolve();
+      },
+      retry: noRetries,
+      concurrency: { share: 0.5 },
+    });
+  const [first, second] = [kindOf("first"), kindOf("second")];
+  const queue = (kind: JobKind, ref: string) =>
+    db`insert into private.jobs (kind, ref, org_id, environment) values (${kind.kind}, ${ref}, ${org.orgId}, 'live')`;
+  try {
+    // A poll an hour away: only a notification can wake the worker within the test.
+    await withWorker(
+      [first, second],
+      async () => {
+        await queue(first, "a");
+        await until("the first kind's job", () => ran.includes("a"), 10_000);
+        // Both kinds are now known empty (the claims found less than they asked for).
+        await queue(second, "b");
+        await until(
+          "the second kind's job, woken by its notification",
+          () => ran.includes("b"),
+          10_000,
+        );
+        await queue(first, "c");
+        await until("the first kind's job again", () => ran.includes("c"), 10_000);
+      },
+      8,
+      3_600_000,
+    );
+    assert.deepEqual(ran, ["a", "b", "c"]);
+  } finally {
+    await db`delete from private.jobs where kind = any(${[first.kind, second.kind]})`;
   }
 });
 
