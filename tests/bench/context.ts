@@ -52,6 +52,7 @@ const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 export interface DenoServer {
   url: string;
   port: number;
+  pid: number;
   /** Stops it now (it is also stopped at the end of the section). */
   stop(): Promise<void>;
 }
@@ -96,7 +97,7 @@ export async function startDenoServer(
     try {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       conn.close();
-      return { url: `http://127.0.0.1:${port}/`, port, stop };
+      return { url: `http://127.0.0.1:${port}/`, port, pid: child.pid, stop };
     } catch {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

@@ -199,3 +199,24 @@ export function runProbe(serverPort: number, postgresPort: number): RunProbe {
     },
   };
 }
+
+/**
+ * CPU seconds each named process tree (by its root's pid; the postmaster for PostgreSQL)
+ * used between this call and `stop()`: where a section's cost per unit of work goes.
+ */
+export function cpuMeter(roots: Record<string, number | null>) {
+  const now = () => new Map(Object.entries(roots).map(([name, pid]) => [name, treeSeconds(pid)]));
+  const before = now();
+  return {
+    stop(): Record<string, number> {
+      const after = now();
+      return Object.fromEntries(
+        Object.keys(roots).map((name) => [name, growth(before.get(name)!, after.get(name)!)]),
+      );
+    },
+  };
+}
+
+/** The process listening on 127.0.0.1:`port` (a stack's PostgreSQL, a server), or null. */
+export const pidListeningOn = (port: number) =>
+  readText("/proc/stat") === null ? null : listeningPid(port);

@@ -16,14 +16,19 @@
  * - burst: all 10,000 inserted as fast as 8 connections can: the most deliveries/s the
  *   workers sustain (latency then is mostly queueing behind the backlog).
  * Each run checks that every (event, webhook) pair arrived exactly once, with one attempt
- * and a 2xx on record, and no delivery id twice: nothing lost, nothing duplicated.
+ * and a 2xx on record, and no delivery id twice: nothing lost, nothing duplicated. It also
+ * prints the CPU milliseconds one delivery cost the stack's workers, PostgreSQL and the
+ * receivers: on two cores that, not the latency of one delivery, bounds the burst's rate.
+ * BENCH_WEBHOOK_EVENTS changes the events per run (a quick A/B: 3000).
  */
 import postgres from "postgres";
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import { type BenchContext, type BenchSection, freePort, startDenoServer } from "./context.ts";
 import { ms, percentile, table } from "./measure.ts";
+import { cpuMeter, pidListeningOn } from "./probe.ts";
 
-const EVENTS = 10_000;
+/** Events per run (BENCH_WEBHOOK_EVENTS; fewer for a quick comparison). */
+const EVENTS = Number(Deno.env.get("BENCH_WEBHOOK_EVENTS") ?? 10_000);
 const WEBHOOKS = 10;
 const WARMUP_EVENTS = 200;
 const BURST_CONNECTIONS = 8;
@@ -95,6 +100,11 @@ export const webhooksSection: BenchSection = {
       connection: { application_name: "bench-webhooks-events" },
     });
     ctx.defer(() => inserter.end({ timeout: 5 }));
+    // Where a delivery's CPU goes: the stack's worker processes, PostgreSQL, the receivers.
+    const workerPids = ctx.stack.worker_pid_files.map((file) =>
+      Number(Deno.readTextFileSync(file).trim())
+    );
+    const postgresPid = pidListeningOn(Number(new URL(ctx.stack.db_url).port));
 
     let nextSeq = 0;
     /** Inserts one event and returns when it has committed. */
@@ -130,11 +140,19 @@ export const webhooksSection: BenchSection = {
       await control("reset", "POST");
       const seqs = Array.from({ length: count }, () => nextSeq++);
       const committed = new Map<number, number>();
+      const cpu = cpuMeter({
+        ...Object.fromEntries(workerPids.map((pid, i) => [`worker${i}`, pid])),
+        postgres: postgresPid,
+        receivers: receivers.pid,
+      });
       const started = now();
       await insertAll(seqs, committed);
       const insertSeconds = (now() - started) / 1000;
       const noted = await collect(count * WEBHOOKS);
 
+      const used = cpu.stop();
+      const perDelivery = (seconds: number) => ((seconds * 1000) / (count * WEBHOOKS)).toFixed(2);
+      const workersSeconds = workerPids.reduce((sum, _, i) => sum + used[`worker${i}`], 0);
       const first = new Map<string, number>();
       const deliveryIds = new Set<string>();
       let duplicated = 0;
@@ -175,7 +193,9 @@ export const webhooksSection: BenchSection = {
         `  ${label.padEnd(14)} ${count} events in ${insertSeconds.toFixed(1)} s, ` +
           `${first.size}/${expected} deliveries in ${seconds.toFixed(1)} s ` +
           `(${result.deliveriesPerSecond.toFixed(0)}/s), p50 ${ms(result.p50)}, ` +
-          `p99 ${ms(result.p99)}, lost ${result.lost}, duplicated ${duplicated}`,
+          `p99 ${ms(result.p99)}, lost ${result.lost}, duplicated ${duplicated}; ` +
+          `CPU ms per delivery: workers ${perDelivery(workersSeconds)}, ` +
+          `postgres ${perDelivery(used.postgres)}, receivers ${perDelivery(used.receivers)}`,
       );
       return result;
     };
