@@ -160,3 +160,21 @@ test("GET /v1/openapi documents every action with its scope and the error table'
   );
   assert.deepEqual(doc.paths["/api-keys/create"].post.security, [{ Bearer: ["admin"] }]);
 });
+
+test("GET /v1/openapi documents a streamed answer: agents/invoke's text/event-stream and its events", async () => {
+  const doc = await (await fetch(`${stack.api_url}/v1/openapi`)).json();
+  const ok = doc.paths["/agents/invoke"].post.responses["200"];
+  assert.ok(ok.content["application/json"], "the JSON answer stays documented");
+  const stream = ok.content["text/event-stream"]?.schema;
+  assert.ok(stream, "the stream is documented");
+  const events = (stream.anyOf ?? stream.oneOf).map(
+    (item: { properties: { event: { const?: string; enum?: string[] } } }) =>
+      item.properties.event.const ?? item.properties.event.enum?.[0],
+  );
+  assert.deepEqual(events, ["execution", "partial", "result", "error"]);
+  // Actions that do not stream have no such alternative.
+  assert.equal(
+    doc.paths["/contacts/list"].post.responses["200"].content["text/event-stream"],
+    undefined,
+  );
+});

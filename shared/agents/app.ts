@@ -18,6 +18,7 @@ import {
   execution,
   executionList,
   invocation,
+  invocationEvents,
   invokeInput,
   listAgentsInput,
   listExecutionsInput,
@@ -79,6 +80,7 @@ export const actions = [
     mutates: true,
     input: invokeInput,
     output: invocation,
+    events: invocationEvents,
     // Execution `running` and its debit, in one transaction (402 before Gemini).
     handler: ({ tx, data }) => startInvocation(tx, data),
     // Gemini, no transaction held; a stream sends the execution id, then the output's text.

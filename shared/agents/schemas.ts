@@ -143,6 +143,18 @@ export const invocation = z.strictObject({
   completed_at: timestamp,
 }).meta({ id: "AgentInvocation" });
 
+/** The events a streamed invoke sends before its `result` (or `error`). */
+export const invocationEvents = {
+  /** First: the execution is recorded and Gemini is being called. */
+  execution: z.strictObject({
+    execution_id: executionId,
+    agent_id: agentId,
+    agent_name: z.string(),
+  }),
+  /** The output's text so far, as Gemini streams it (valid JSON only in `result`). */
+  partial: z.strictObject({ text: z.string() }),
+};
+
 export const executionError = z.object({
   code: z.string(),
   message: z.string(),

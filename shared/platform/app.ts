@@ -146,6 +146,13 @@ export interface Action<
    * answer against it. `binaryOutput(type)` for actions that answer bytes.
    */
   output: O;
+  /**
+   * The events a streamed answer sends before its last (an action whose `call` emits:
+   * agents' invoke with `stream: true`), by name with their data's schema. The stream then
+   * ends with `result` (the envelope of `output`) or `error` (the error envelope). OpenAPI
+   * documents them as the 200's text/event-stream alternative.
+   */
+  events?: Record<string, z.ZodType>;
   /** Phase 1, in the RLS transaction; the whole action when there is no `call`. */
   handler(ctx: ActionContext<z.output<S>>): Promise<Prepared>;
   /**

@@ -55,8 +55,38 @@ export const errorEnvelope = errorBody(Object.keys(ERROR_CODES) as ErrorCode[]);
 export const successEnvelope = <T extends z.ZodType>(data: T) =>
   z.strictObject({ success: z.literal(true), data });
 
+/**
+ * A streamed answer (`text/event-stream`): each item is one server-sent event, `event: <name>`
+ * and `data: <JSON>`, in the order the action declares, then `result` or `error`.
+ */
+function eventStream(events: Record<string, z.ZodType>, output: z.ZodType) {
+  const all: Record<string, z.ZodType> = {
+    ...events,
+    result: successEnvelope(output),
+    error: errorEnvelope,
+  };
+  const items: z.ZodType[] = Object.entries(all).map(([name, data]) =>
+    z.object({ event: z.literal(name), data })
+  );
+  return {
+    schema: z.union(items as [z.ZodType, z.ZodType, ...z.ZodType[]]).openapi({
+      description: "One server-sent event per item (`event:` its name, `data:` its JSON): " +
+        `${Object.keys(events).join(", ")}, then result (the success envelope) or error.`,
+    }),
+  };
+}
+
 /** The 200 response of an action: the envelope around its output, or its bytes. */
-function successResponse(output: Action["output"]) {
+function successResponse(output: Action["output"], events?: Action["events"]) {
+  if (events && !(output instanceof BinaryOutput)) {
+    return {
+      description: "Success: JSON, or server-sent events when the request asked to stream",
+      content: {
+        "application/json": { schema: successEnvelope(output) },
+        "text/event-stream": eventStream(events, output),
+      },
+    };
+  }
   if (output instanceof BinaryOutput) {
     return {
       description: `The file (${output.contentType}), not the JSON envelope`,
@@ -178,7 +208,7 @@ export function buildOpenApiDocument(
           },
         },
         responses: {
-          200: successResponse(action.output),
+          200: successResponse(action.output, action.events),
           ...errorResponses(action.mutates ? MUTATING_ERRORS : COMMON_ERRORS),
         },
       });
