@@ -3,8 +3,8 @@
  * heartbeat (shared/platform/worker.ts).
  *
  * 1. One organization, with a sandbox key, floods the queue with instances whose one step
- *    calls a slow receiver in this process (1 s per call), so the stack's worker (16 slots)
- *    drains its backlog at about 16 instances a second. Another organization then runs a
+ *    calls a slow receiver in this process (1 s per call), so the stack's worker (32 slots)
+ *    drains its backlog at about 32 instances a second. Another organization then runs a
  *    one-step workflow. With the old oldest-first claim it waited behind the whole backlog
  *    (every job queued before it was claimed before it); now it takes the next free slot.
  *    The assertion is on order, not time: when the other organization's instance has
