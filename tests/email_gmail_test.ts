@@ -229,6 +229,13 @@ test("gmail: a revoked grant (invalid_grant) is 502 INTEGRATION_ERROR, not retry
   const [row] = await db`select status from public.messages where org_id = ${org.orgId}`;
   assert.equal(row.status, "failed");
   assert.equal((await sendsOf(account)).length, 0, "nothing reached Gmail's send");
+  // Every send would fail the same way: the integration shows it broken, with Google's code.
+  const shown = await api("integrations/get", {
+    action: "get",
+    data: { integration_id: integration.id },
+  }, { key });
+  assert.equal(shown.body.data.status, "broken");
+  assert.equal(shown.body.data.error.provider_code, "invalid_grant");
 
   const tested = await api("integrations/test", {
     action: "test",

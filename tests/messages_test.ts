@@ -365,6 +365,37 @@ test("messages/send: a provider error is a 502 with its code, the message stored
   assert.equal(count, 0);
 });
 
+test("messages/send: credentials the provider refuses mark the integration broken; other errors do not", async () => {
+  const { key, number } = await orgWithWhatsApp();
+  const [integration] = (await api("integrations/list", { action: "list", data: {} }, { key }))
+    .body.data.integrations;
+  const statusNow = async () =>
+    (await api("integrations/get", {
+      action: "get",
+      data: { integration_id: integration.id },
+    }, { key })).body.data;
+  const sendOne = () =>
+    send(key, {
+      channel: "whatsapp",
+      to: "+34 611 000 004",
+      message: { type: "text", body: "Hi" },
+    });
+
+  // A refusal of this message (outside the window): the integration stays connected.
+  await scriptWhatsAppErrors(number.phone_number_id, [{ code: 131047 }]);
+  expectError(await sendOne(), 502, "INTEGRATION_ERROR");
+  assert.equal((await statusNow()).status, "connected");
+
+  // WhatsApp refuses the access token itself (190): broken, with WhatsApp's code.
+  await scriptWhatsAppErrors(number.phone_number_id, [{ code: 190 }]);
+  const refused = await sendOne();
+  expectError(refused, 502, "INTEGRATION_ERROR");
+  assert.equal(refused.body.error.details.provider_code, 190);
+  const broken = await statusNow();
+  assert.equal(broken.status, "broken");
+  assert.equal(broken.error.provider_code, 190);
+});
+
 test("messages/send: message.sent is written with the sent message, in the same commit", async () => {
   const { org, key } = await orgWithWhatsApp();
   const response = await send(key, {

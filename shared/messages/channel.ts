@@ -57,6 +57,12 @@ export class ChannelError extends Error {
     readonly providerMessage: string,
     /** Whether trying again later may succeed (rate limits, 5xx, timeouts). */
     readonly retryable: boolean,
+    /**
+     * The provider refused the credentials themselves (a revoked Gmail grant, an invalid
+     * WhatsApp access token, a Telegram bot token no longer valid): nothing will work until
+     * the integration is updated, so it is marked `broken`.
+     */
+    readonly credentialsRefused = false,
   ) {
     super(`${channel} refused the message: ${providerMessage}`);
     this.name = "ChannelError";

@@ -443,11 +443,18 @@ export async function recordSend(
 ): Promise<RecordedSend> {
   if (!outcome.ok) {
     const error = apiErrorOfCall(outcome.error);
+    const stored = tx.json(storedErrorOf(error) as never);
     await tx`
-      update public.messages
-      set status = 'failed', error = ${tx.json(storedErrorOf(error) as never)}
+      update public.messages set status = 'failed', error = ${stored}
       where id = ${prepared.messageId} and status = 'queued'
     `;
+    // Credentials the provider refused will fail every send: the integration shows it.
+    if (outcome.error instanceof ChannelError && outcome.error.credentialsRefused) {
+      await tx`
+        update public.integrations set status = 'broken', error = ${stored}, updated_at = now()
+        where id = ${prepared.integrationId} and status = 'connected'
+      `;
+    }
     return { ok: false, error };
   }
   const [row] = await tx<MessageRow[]>`

@@ -395,6 +395,7 @@ export function gmailChannelError(error: unknown, credentials: GmailCredentials)
       `Google refused the Gmail grant (invalid_grant: ${scrub(refusal.message)}): the refresh ` +
         "token was revoked or expired. Update the integration with a new refresh token.",
       false,
+      true,
     );
   }
   return new ChannelError(

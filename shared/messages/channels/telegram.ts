@@ -166,6 +166,8 @@ export async function callBotApi<Result>(
         token,
       ),
       isRetryable(answer.error_code),
+      // 401 Unauthorized: the bot token was revoked (BotFather) or is wrong.
+      answer.error_code === 401,
     );
   }
   throw new ChannelError(

@@ -123,6 +123,8 @@ export function normalizeWhatsAppRecipient(to: string): string {
  * window, an undeliverable number) fails the same way again.
  */
 const RETRYABLE_CODES = new Set([1, 2, 4, 80007, 130429, 131000, 131016, 131056, 133004]);
+/** Graph API's code for an access token that expired or was revoked (OAuthException). */
+const INVALID_ACCESS_TOKEN = 190;
 
 /** The Graph API's error answer. */
 const graphErrorBody = z.looseObject({
@@ -201,6 +203,7 @@ async function callCloudApi(
     [message ?? `HTTP ${status}`, details && details !== message ? details : null]
       .filter(Boolean).join(": "),
     status >= 500 || (typeof numericCode === "number" && RETRYABLE_CODES.has(numericCode)),
+    numericCode === INVALID_ACCESS_TOKEN,
   );
 }
 
