@@ -1,23 +1,21 @@
 /**
  * The worker as a long-running process: what `deno task start` runs beside the gateway
  * (and restarts if it dies). It LISTENs for new jobs, so work starts at once. Settings:
- * SUPABASE_DB_URL, BIVELIO_WORKER_CONCURRENCY (default 32), BIVELIO_WORKER_LEASE_SECONDS
+ * SUPABASE_DB_URL, BIVELIO_WORKER_CONCURRENCY (default
+ * DEFAULT_CONCURRENCY of shared/platform/worker.ts: 32), BIVELIO_WORKER_LEASE_SECONDS
  * (default 30). Every minute it also runs the periodic tasks whose turn has come
  * (shared/platform/maintenance.ts). SIGTERM/SIGINT: stop claiming, finish running jobs, exit.
  */
 import { closeDb, serviceSql } from "../shared/platform/db.ts";
 import { runDueMaintenance } from "../shared/platform/maintenance.ts";
 import { JOB_KINDS } from "../shared/job-kinds.ts";
-import { Worker } from "../shared/platform/worker.ts";
+import { DEFAULT_CONCURRENCY, Worker } from "../shared/platform/worker.ts";
 
 const setting = (name: string, fallback: number) => Number(Deno.env.get(name) ?? fallback);
 
 const worker = new Worker({
   kinds: JOB_KINDS,
-  // Jobs mostly wait on the network, and a kind may hold only its share of the slots (the
-  // webhook kind 3/4): with 16, webhook deliveries had 12 slots per worker and a burst
-  // drained at 484-618 deliveries/s with the CPU half idle; with 32, 1,067/s (docs/benchmarks.md).
-  concurrency: setting("BIVELIO_WORKER_CONCURRENCY", 32),
+  concurrency: setting("BIVELIO_WORKER_CONCURRENCY", DEFAULT_CONCURRENCY),
   leaseSeconds: setting("BIVELIO_WORKER_LEASE_SECONDS", 30),
 });
 

@@ -51,7 +51,12 @@
 import { mintApiKey } from "../../shared/api-keys/keys.ts";
 import { type BenchContext, type BenchSection, median } from "./context.ts";
 import { ms, percent, percentile, table } from "./measure.ts";
-import { defineJobKind, type JobKind, Worker } from "../../shared/platform/worker.ts";
+import {
+  DEFAULT_CONCURRENCY,
+  defineJobKind,
+  type JobKind,
+  Worker,
+} from "../../shared/platform/worker.ts";
 
 const INSTANCES = 1_000;
 const STEPS = [
@@ -87,7 +92,9 @@ const WARMUP_JOBS = 250;
 const PACED_ITEMS = 200;
 const PACED_PER_SECOND = 100;
 /** The stack's worker runs this many jobs at once; graphile-worker gets the same. */
-const WORKER_CONCURRENCY = Number(Deno.env.get("BIVELIO_WORKER_CONCURRENCY") ?? 16);
+const WORKER_CONCURRENCY = Number(
+  Deno.env.get("BIVELIO_WORKER_CONCURRENCY") ?? DEFAULT_CONCURRENCY,
+);
 const WORKER_PROCESSES = 2;
 /** A round that has not finished by then fails the run. */
 const ROUND_TIMEOUT_MS = 180_000;
