@@ -228,34 +228,15 @@ async function startGemini(options: StackOptions, log: (line: string) => void) {
       stop: async () => {},
     };
   }
-  const baseUrl = `http://127.0.0.1:${freePort()}`;
   const apiKey = `standin-${randomSecret(16)}`;
-  const standIn = supervise(
-    "stand-ins/gemini.ts",
-    { PORT: new URL(baseUrl).port, GEMINI_API_KEY: apiKey },
-    log,
-    `${options.stateDir}/gemini-stand-in.pid`,
-  );
-  const deadline = Date.now() + 30_000;
-  while (true) {
-    try {
-      const response = await fetch(`${baseUrl}/_standin/health`);
-      await response.body?.cancel();
-      if (response.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      await standIn.stop();
-      throw new Error("The Gemini stand-in did not start in 30 s.");
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  log(`Gemini stand-in on ${baseUrl} (set GEMINI_API_KEY before start to use the real Gemini)`);
+  const { baseUrl, stop } = await startStandIn("gemini", options, log, {
+    GEMINI_API_KEY: apiKey,
+  });
+  log("Gemini: the stand-in (set GEMINI_API_KEY before start to use the real Gemini)");
   return {
     info: { base_url: baseUrl, stand_in: true, api_key: apiKey },
     env: { GEMINI_API_KEY: apiKey, GEMINI_BASE_URL: baseUrl },
-    stop: standIn.stop,
+    stop,
   };
 }
 
