@@ -21,7 +21,6 @@ import type { Tx } from "../platform/db.ts";
 import type { Environment } from "../platform/environment.ts";
 import { ApiError } from "../platform/errors.ts";
 import { emitEvent } from "../platform/events.ts";
-import { findUnstorable } from "../platform/storable-json.ts";
 import { clientFor } from "../platform/providers.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { type AgentRow, findAgent } from "./agents.ts";
@@ -150,16 +149,6 @@ export async function runInvocation(
       if (!result) throw new GeminiError("network", "Gemini's answer ended without a result.");
     } else {
       result = await client.generateJson(request);
-    }
-    const unstorable = findUnstorable(result.output);
-    if (unstorable) {
-      throw new GeminiError(
-        "invalid_output",
-        `Gemini's answer cannot be stored (${unstorable.problem.replace("_", " ")} at /${
-          unstorable.path.join("/")
-        }).`,
-        { usage: result.usage },
-      );
     }
     return { result, durationMs: elapsed() };
   } catch (error) {

@@ -15,6 +15,7 @@
  */
 import { ApiError as SdkApiError, type GenerateContentResponse, GoogleGenAI } from "@google/genai";
 import { config } from "../platform/config.ts";
+import { findUnstorable } from "../platform/storable-json.ts";
 import { ApiError } from "../platform/errors.ts";
 import { OutboundBlockedError, OutboundNetworkError } from "../platform/outbound/address-guard.ts";
 import { type Fetch, guardedFetch } from "../platform/outbound/fetch.ts";
@@ -258,8 +259,8 @@ export const inputText = (input: unknown) =>
   typeof input === "string" ? input : JSON.stringify(input) ?? "";
 
 /**
- * Parses and checks an answer against the schema asked for; an answer that is not JSON, or
- * not valid for the schema, is `invalid_output` (carrying the usage the call spent).
+ * Parses and checks an answer against the schema asked for; an answer that is not JSON, not
+ * valid for the schema, or not storable, is `invalid_output` (carrying the usage spent).
  */
 function checkedOutput(text: string, schema: JsonSchema, usage: TokenUsage): unknown {
   let output: unknown;
@@ -277,6 +278,17 @@ function checkedOutput(text: string, schema: JsonSchema, usage: TokenUsage): unk
         first.path || "(the answer)"
       }: ${first.message}`,
       { violations, usage },
+    );
+  }
+  // Valid JSON PostgreSQL cannot keep (a lone surrogate, a NUL): refused like a bad answer.
+  const unstorable = findUnstorable(output);
+  if (unstorable) {
+    throw new GeminiError(
+      "invalid_output",
+      `Gemini's answer cannot be stored (${unstorable.problem.replace("_", " ")} at /${
+        unstorable.path.join("/")
+      }).`,
+      { usage },
     );
   }
   return output;

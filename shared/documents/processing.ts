@@ -23,7 +23,6 @@ import type { Environment } from "../platform/environment.ts";
 import { ApiError } from "../platform/errors.ts";
 import { emitEvent } from "../platform/events.ts";
 import { clientFor } from "../platform/providers.ts";
-import { findUnstorable } from "../platform/storable-json.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import type { DocumentFile } from "./files.ts";
 import { createReceivedInvoice } from "./received-invoices.ts";
@@ -257,16 +256,6 @@ export async function runProcessing(
       files: [{ mimeType: file.mimeType, data: file.bytes }],
       signal: options.signal,
     });
-    const unstorable = findUnstorable(result.output);
-    if (unstorable) {
-      throw new GeminiError(
-        "invalid_output",
-        `Gemini's answer cannot be stored (${unstorable.problem.replace("_", " ")} at /${
-          unstorable.path.join("/")
-        }).`,
-        { usage: result.usage },
-      );
-    }
     return {
       output: result.output as Record<string, unknown>,
       usage: result.usage,
