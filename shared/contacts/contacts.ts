@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { Tx } from "../platform/db.ts";
 import { invalidField, notFound } from "../platform/errors.ts";
 import { emitEvent } from "../platform/events.ts";
-import { pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
+import { pageTotal, pageWindow, paginationInput, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import { contact, contactId, contactList, contactType, deletedContact } from "./schemas.ts";
 
@@ -122,11 +122,7 @@ export async function listContacts(
     order by created_at desc, id desc
     ${pageWindow(tx, query)}
   `;
-  // Past the last page the window function has no row to report the total on.
-  const total = rows.length > 0 || query.page === 1 ? rows[0]?.total ?? 0 : (await tx<
-    { total: number }[]
-  >`select count(*)::int as total from public.contacts where ${where}`)[0]
-    .total;
+  const total = await pageTotal(tx, query, rows[0]?.total, tx`public.contacts where ${where}`);
   return {
     contacts: rows.map(contactToApi),
     pagination: paginationOf(query, total),

@@ -2,7 +2,7 @@
 import type { z } from "zod";
 import type { Tx } from "../platform/db.ts";
 import { notFound } from "../platform/errors.ts";
-import { pageWindow, paginationOf } from "../platform/pagination.ts";
+import { pageTotal, pageWindow, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import type { balance, CreditTransaction, TransactionsQuery } from "./schemas.ts";
 
@@ -45,10 +45,12 @@ export async function listTransactions(tx: Tx, query: TransactionsQuery) {
     order by seq desc
     ${pageWindow(tx, query)}
   `;
-  // Past the last page the window function has no row to report the total on.
-  const total = rows.length > 0 || query.page === 1 ? rows[0]?.total ?? 0 : (await tx<
-    { total: number }[]
-  >`select count(*)::int as total from public.credit_transactions where ${where}`)[0].total;
+  const total = await pageTotal(
+    tx,
+    query,
+    rows[0]?.total,
+    tx`public.credit_transactions where ${where}`,
+  );
   return {
     transactions: rows.map(({ total: _, ...row }) => ({
       ...row,

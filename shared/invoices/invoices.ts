@@ -11,7 +11,7 @@ import type { z } from "zod";
 import type { Tx } from "../platform/db.ts";
 import { ApiError, invalidField, notFound } from "../platform/errors.ts";
 import { emitEvent } from "../platform/events.ts";
-import { pageWindow, paginationOf } from "../platform/pagination.ts";
+import { pageTotal, pageWindow, paginationOf } from "../platform/pagination.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import {
   amountToJson,
@@ -158,10 +158,7 @@ export async function listInvoices(
     order by issue_date desc, created_at desc, id desc
     ${pageWindow(tx, query)}
   `;
-  // Past the last page the window function has no row to report the total on.
-  const total = rows.length > 0 || query.page === 1 ? rows[0]?.full_count ?? 0 : (await tx<
-    { total: number }[]
-  >`select count(*)::int as total from public.invoices where ${where}`)[0].total;
+  const total = await pageTotal(tx, query, rows[0]?.full_count, tx`public.invoices where ${where}`);
   const lines = await linesOf(tx, rows.map((row) => row.id));
   return {
     invoices: rows.map((row) => invoiceToApi(row, lines.get(row.id)!)),

@@ -10,7 +10,7 @@ import type { Tx } from "../platform/db.ts";
 import type { Environment } from "../platform/environment.ts";
 import { ApiError, invalidField, notFound } from "../platform/errors.ts";
 import { emitEvent } from "../platform/events.ts";
-import { pageWindow, paginationOf } from "../platform/pagination.ts";
+import { pageTotal, pageWindow, paginationOf } from "../platform/pagination.ts";
 import { openSecrets } from "../platform/secrets.ts";
 import { isoTimestamp } from "../platform/time.ts";
 import {
@@ -106,10 +106,7 @@ export async function listMessages(
     order by created_at desc, id desc
     ${pageWindow(tx, query)}
   `;
-  // Past the last page the window function has no row to report the total on.
-  const total = rows.length > 0 || query.page === 1 ? rows[0]?.total ?? 0 : (await tx<
-    { total: number }[]
-  >`select count(*)::int as total from public.messages where ${where}`)[0].total;
+  const total = await pageTotal(tx, query, rows[0]?.total, tx`public.messages where ${where}`);
   return { messages: rows.map(messageToApi), pagination: paginationOf(query, total) };
 }
 

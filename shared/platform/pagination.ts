@@ -19,6 +19,21 @@ export interface Page {
 export const pageWindow = (tx: Tx, query: Page) =>
   tx`limit ${query.per_page} offset ${(query.page - 1) * query.per_page}`;
 
+/**
+ * A list's total, from its first row's `count(*) over ()`: past the last page there is no
+ * row to report it on, so it is counted again from `from` (`public.x where …`).
+ */
+export async function pageTotal(
+  tx: Tx,
+  query: Page,
+  firstRowCount: number | undefined,
+  from: ReturnType<Tx>,
+): Promise<number> {
+  if (firstRowCount !== undefined || query.page === 1) return firstRowCount ?? 0;
+  const [{ total }] = await tx<{ total: number }[]>`select count(*)::int as total from ${from}`;
+  return total;
+}
+
 /** The `pagination` object of a list's answer, as its response schema says it. */
 export const pagination = z.strictObject({
   page: z.int().min(1),
