@@ -30,6 +30,7 @@
  * Run by local/stack.ts (env: SMTP_PORT, PORT, MAIL_USERNAME, MAIL_PASSWORD, MAIL_STATE_FILE);
  * tests may start one in-process with {@link startMailStandIn}.
  */
+import { postToReceiver } from "./post-to-receiver.ts";
 import { Buffer } from "node:buffer";
 import { createHmac } from "node:crypto";
 // @ts-types="@types/smtp-server"
@@ -165,27 +166,9 @@ export async function startMailStandIn(options: MailStandInOptions) {
         message_id: message.message_id ?? `<${message.id}@mail-catcher.local>`,
         date: message.date ?? message.received_at,
       });
-      let status: number | null = null;
-      let answer: unknown = null;
-      try {
-        const response = await fetch(mailbox.receiver_url, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            "x-bivelio-email-signature": signature(mailbox.secret, body),
-          },
-          body,
-        });
-        status = response.status;
-        const text = await response.text();
-        try {
-          answer = JSON.parse(text);
-        } catch {
-          answer = text;
-        }
-      } catch (error) {
-        answer = String(error);
-      }
+      const { status, answer } = await postToReceiver(mailbox.receiver_url, body, {
+        "x-bivelio-email-signature": signature(mailbox.secret, body),
+      });
       results.push({
         address: mailbox.address,
         receiver_url: mailbox.receiver_url,

@@ -36,6 +36,7 @@
  * and webhooks across restarts); tests may also start one in-process with
  * {@link createTelegramStandIn}.
  */
+import { postToReceiver } from "./post-to-receiver.ts";
 
 export interface StandInBot {
   id: number;
@@ -437,24 +438,12 @@ export function createTelegramStandIn(options: { stateFile?: string } = {}) {
       };
       updates.set(`${bot.id}/${updateId}`, update);
     }
-    const response = await fetch(webhook.url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...(webhook.secret_token
-          ? { "X-Telegram-Bot-Api-Secret-Token": webhook.secret_token }
-          : {}),
-      },
-      body: JSON.stringify(update),
-    });
-    const text = await response.text();
-    let answer: unknown = text;
-    try {
-      answer = JSON.parse(text);
-    } catch {
-      // left as text
-    }
-    return Response.json({ update, webhook_status: response.status, webhook_body: answer });
+    const { status, answer } = await postToReceiver(
+      webhook.url,
+      JSON.stringify(update),
+      webhook.secret_token ? { "X-Telegram-Bot-Api-Secret-Token": webhook.secret_token } : {},
+    );
+    return Response.json({ update, webhook_status: status, webhook_body: answer });
   }
 
   async function control(request: Request, url: URL): Promise<Response> {

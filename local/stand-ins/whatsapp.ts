@@ -42,6 +42,7 @@
  * Run by local/stack.ts (env: PORT); tests may also start one in-process with
  * {@link createWhatsAppStandIn}.
  */
+import { postToReceiver } from "./post-to-receiver.ts";
 import { createHmac } from "node:crypto";
 
 export interface StandInNumber {
@@ -230,27 +231,11 @@ export function createWhatsAppStandIn(options: { numbers?: StandInNumber[] } = {
   ) {
     const body = JSON.stringify(payload);
     const signature = target.signature ?? sign(target.app_secret, body);
-    let status: number | null = null;
-    let answer: unknown = null;
-    try {
-      const response = await fetch(target.receiver_url, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(signature ? { "x-hub-signature-256": signature } : {}),
-        },
-        body,
-      });
-      status = response.status;
-      const text = await response.text();
-      try {
-        answer = JSON.parse(text);
-      } catch {
-        answer = text;
-      }
-    } catch (error) {
-      answer = { error: String(error) };
-    }
+    const { status, answer } = await postToReceiver(
+      target.receiver_url,
+      body,
+      signature ? { "x-hub-signature-256": signature } : {},
+    );
     deliveries = keep([...deliveries, {
       at: new Date().toISOString(),
       receiver_url: target.receiver_url,
