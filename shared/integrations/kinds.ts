@@ -125,10 +125,13 @@ function channelKind(channel: Channel<unknown, unknown>): AnyKind {
   };
 }
 
-/** Every integration kind by provider name: the one registry. */
+let registry: Record<ProviderName, AnyKind> | undefined;
+
+/** Every integration kind by provider name: the one registry (built on first use). */
 export const integrationKinds = (): Record<ProviderName, AnyKind> => {
+  if (registry) return registry;
   const channels = channelModules();
-  return {
+  return registry = {
     whatsapp: channelKind(channels.whatsapp),
     telegram: channelKind(channels.telegram),
     email: channelKind(channels.email),
